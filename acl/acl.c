@@ -1,0 +1,538 @@
+/* acl.c - projects, agents, assignments and grants, and the access rule
+ *   agent enabled ∧ grant(agent, secret) ∧ assignment(secret, agent.project)
+ * evaluated in SQL on every call. Every change bumps the generation counter
+ * that caches of the daemon key on. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "acl/acl.h"
+#include "acl/audit.h"
+
+static const char *const acl_steps[] = {
+	/* 1 */
+	"CREATE TABLE projects (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE, created_ns INTEGER NOT NULL) STRICT;"
+	"CREATE TABLE agents (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE, project_id INTEGER NOT NULL REFERENCES projects(id),"
+	"  uid INTEGER NOT NULL, cgroup TEXT, exe TEXT, exe_dev INTEGER, exe_ino INTEGER,"
+	"  lsm TEXT, enabled INTEGER NOT NULL DEFAULT 1, created_ns INTEGER NOT NULL) STRICT;"
+	"CREATE INDEX agents_uid ON agents(uid);"
+	"CREATE TABLE assignments (secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
+	"  project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,"
+	"  created_ns INTEGER NOT NULL, PRIMARY KEY (project_id, secret_id)) STRICT, WITHOUT ROWID;"
+	"CREATE INDEX assignments_secret ON assignments(secret_id);"
+	"CREATE TABLE grants (agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,"
+	"  secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
+	"  created_ns INTEGER NOT NULL, PRIMARY KEY (agent_id, secret_id)) STRICT, WITHOUT ROWID;"
+	"CREATE INDEX grants_secret ON grants(secret_id);",
+};
+
+struct vault_db *acl_db_open(const char *path, unsigned flags, struct vault_err *e)
+{
+	struct vault_db *db = vault_db_open(path, flags, e);
+	if (!db || (flags & VAULT_DB_NOMIGRATE))
+		return db;
+	if (vault_migrate(db, "acl", acl_steps, (int)(sizeof acl_steps / sizeof *acl_steps), e) < 0 ||
+	    audit_schema(db, e) < 0) {
+		vault_db_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+static int step_done(struct vault_db *db, sqlite3_stmt *st, const char *what, struct vault_err *e)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	return vault_fail_sql(e, vault_db_handle(db), rc, what);
+}
+
+/* Run st (already bound) in its own transaction, bumping the generation. */
+static int change(struct vault_db *db, sqlite3_stmt *st, const char *what, struct vault_err *e)
+{
+	if (vault_db_begin(db, e) < 0)
+		return -1;
+	if (step_done(db, st, what, e) < 0 || vault_generation_bump(db, e) < 0 ||
+	    vault_db_commit(db, e) < 0) {
+		vault_db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
+/* The id of name in table ("projects" or "agents"): id, 0 missing, -1 error. */
+static int64_t id_of(struct vault_db *db, const char *sql, const char *name, struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, sql, e);
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	int64_t id = 0;
+	if (rc == SQLITE_ROW)
+		id = sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_DONE)
+		id = vault_fail_sql(e, vault_db_handle(db), rc, "looking up a name");
+	sqlite3_reset(st);
+	return id;
+}
+
+int64_t acl_project_id(struct vault_db *db, const char *name, struct vault_err *e)
+{
+	return id_of(db, "SELECT id FROM projects WHERE name = ?", name, e);
+}
+
+int acl_project_add(struct vault_db *db, const char *name, struct vault_err *e)
+{
+	if (vault_name_check("project", name, e) < 0)
+		return -1;
+	int64_t id = acl_project_id(db, name, e);
+	if (id > 0)
+		return vault_fail(e, VAULT_EEXIST, "project '%s' already exists", name);
+	if (id < 0)
+		return -1;
+	sqlite3_stmt *st = vault_db_stmt(db, "INSERT INTO projects(name, created_ns) VALUES (?, ?)", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, vault_now_ns());
+	return change(db, st, "adding a project", e);
+}
+
+int acl_project_rm(struct vault_db *db, const char *name, struct vault_err *e)
+{
+	if (vault_name_check("project", name, e) < 0)
+		return -1;
+	int64_t id = acl_project_id(db, name, e);
+	if (id == 0)
+		return vault_fail(e, VAULT_ENOENT, "project '%s' does not exist", name);
+	if (id < 0)
+		return -1;
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT count(*) FROM agents WHERE project_id = ?", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_reset(st);
+	if (n != 0)
+		return vault_fail(e, VAULT_EEXIST, "project '%s' still has %lld agent(s); remove them first",
+				  name, (long long)n);
+	st = vault_db_stmt(db, "DELETE FROM projects WHERE id = ?", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return change(db, st, "removing a project", e);
+}
+
+int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_err *e)
+{
+	if (vault_name_check("agent", a->name, e) < 0 || vault_name_check("project", a->project, e) < 0)
+		return -1;
+	if (a->uid == (uid_t)-1)
+		return vault_fail(e, VAULT_EINVAL, "uid %u is not a valid uid", (unsigned)a->uid);
+	if ((a->labels & ACL_L_CGROUP) && a->cgroup[0] != '/')
+		return vault_fail(e, VAULT_EINVAL, "cgroup '%.80s' must be an absolute cgroup v2 path or glob, like /system.slice/NAME.service",
+				  a->cgroup);
+	if ((a->labels & ACL_L_LSM) && !a->lsm[0])
+		return vault_fail(e, VAULT_EINVAL, "LSM label is empty");
+	struct stat sb;
+	if (a->labels & ACL_L_EXE) {
+		if (a->exe[0] != '/')
+			return vault_fail(e, VAULT_EINVAL, "executable '%.80s' must be an absolute path", a->exe);
+		if (stat(a->exe, &sb) < 0)
+			return vault_fail(e, VAULT_ENOENT, "executable '%.200s': %s", a->exe, strerror(errno));
+		if (!S_ISREG(sb.st_mode))
+			return vault_fail(e, VAULT_EINVAL, "executable '%.200s' is not a regular file", a->exe);
+	}
+	int64_t pid = acl_project_id(db, a->project, e);
+	if (pid == 0)
+		return vault_fail(e, VAULT_ENOENT, "project '%s' does not exist; run: scopeholdctl project add %s",
+				  a->project, a->project);
+	if (pid < 0)
+		return -1;
+	int64_t aid = id_of(db, "SELECT id FROM agents WHERE name = ?", a->name, e);
+	if (aid > 0)
+		return vault_fail(e, VAULT_EEXIST, "agent '%s' already exists", a->name);
+	if (aid < 0)
+		return -1;
+	sqlite3_stmt *st = vault_db_stmt(db, "INSERT INTO agents(name, project_id, uid, cgroup, exe, exe_dev, exe_ino,"
+					     " lsm, enabled, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, pid);
+	sqlite3_bind_int64(st, 3, a->uid);
+	if (a->labels & ACL_L_CGROUP)
+		sqlite3_bind_text(st, 4, a->cgroup, -1, SQLITE_STATIC);
+	if (a->labels & ACL_L_EXE) {
+		sqlite3_bind_text(st, 5, a->exe, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, (int64_t)sb.st_dev);
+		sqlite3_bind_int64(st, 7, (int64_t)sb.st_ino);
+	}
+	if (a->labels & ACL_L_LSM)
+		sqlite3_bind_text(st, 8, a->lsm, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, vault_now_ns());
+	return change(db, st, "adding an agent", e);
+}
+
+#define AGENT_COLS "a.id, a.project_id, a.name, p.name, a.enabled, a.uid, a.cgroup, a.exe," \
+	" a.exe_dev, a.exe_ino, a.lsm FROM agents a JOIN projects p ON p.id = a.project_id"
+
+static void agent_row(sqlite3_stmt *st, struct acl_agent *a)
+{
+	memset(a, 0, sizeof *a);
+	a->id = sqlite3_column_int64(st, 0);
+	a->project_id = sqlite3_column_int64(st, 1);
+	snprintf(a->name, sizeof a->name, "%s", (const char *)sqlite3_column_text(st, 2));
+	snprintf(a->project, sizeof a->project, "%s", (const char *)sqlite3_column_text(st, 3));
+	a->enabled = sqlite3_column_int(st, 4);
+	a->uid = (uid_t)sqlite3_column_int64(st, 5);
+	if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+		a->labels |= ACL_L_CGROUP;
+		snprintf(a->cgroup, sizeof a->cgroup, "%s", (const char *)sqlite3_column_text(st, 6));
+	}
+	if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+		a->labels |= ACL_L_EXE;
+		snprintf(a->exe, sizeof a->exe, "%s", (const char *)sqlite3_column_text(st, 7));
+		a->exe_dev = (uint64_t)sqlite3_column_int64(st, 8);
+		a->exe_ino = (uint64_t)sqlite3_column_int64(st, 9);
+	}
+	if (sqlite3_column_type(st, 10) != SQLITE_NULL) {
+		a->labels |= ACL_L_LSM;
+		snprintf(a->lsm, sizeof a->lsm, "%s", (const char *)sqlite3_column_text(st, 10));
+	}
+}
+
+static int agent_one(struct vault_db *db, sqlite3_stmt *st, struct acl_agent *out, struct vault_err *e)
+{
+	int rc = sqlite3_step(st), found = 0;
+	if (rc == SQLITE_ROW) {
+		agent_row(st, out);
+		found = 1;
+	} else if (rc != SQLITE_DONE) {
+		found = vault_fail_sql(e, vault_db_handle(db), rc, "reading an agent");
+	}
+	sqlite3_reset(st);
+	return found;
+}
+
+int acl_agent_get(struct vault_db *db, const char *name, struct acl_agent *out, struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT " AGENT_COLS " WHERE a.name = ?", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	return agent_one(db, st, out, e);
+}
+
+int acl_agent_get_id(struct vault_db *db, int64_t id, struct acl_agent *out, struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT " AGENT_COLS " WHERE a.id = ?", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return agent_one(db, st, out, e);
+}
+
+static int agent_loop(struct vault_db *db, sqlite3_stmt *st, int (*fn)(void *, const struct acl_agent *),
+		      void *arg, struct vault_err *e)
+{
+	struct acl_agent a;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		agent_row(st, &a);
+		if (fn(arg, &a))
+			break;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return vault_fail_sql(e, vault_db_handle(db), rc, "listing agents");
+	return 0;
+}
+
+int acl_agent_each(struct vault_db *db, int (*fn)(void *, const struct acl_agent *), void *arg,
+		   struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT " AGENT_COLS " ORDER BY a.name", e);
+	if (!st)
+		return -1;
+	return agent_loop(db, st, fn, arg, e);
+}
+
+int acl_agent_each_uid(struct vault_db *db, uid_t uid, int (*fn)(void *, const struct acl_agent *),
+		       void *arg, struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT " AGENT_COLS " WHERE a.uid = ?", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, uid);
+	return agent_loop(db, st, fn, arg, e);
+}
+
+static int64_t agent_id(struct vault_db *db, const char *name, struct vault_err *e)
+{
+	if (vault_name_check("agent", name, e) < 0)
+		return -1;
+	int64_t id = id_of(db, "SELECT id FROM agents WHERE name = ?", name, e);
+	if (id == 0)
+		return vault_fail(e, VAULT_ENOENT, "agent '%s' does not exist", name);
+	return id;
+}
+
+int acl_agent_rm(struct vault_db *db, const char *name, struct vault_err *e)
+{
+	int64_t id = agent_id(db, name, e);
+	if (id < 0)
+		return -1;
+	sqlite3_stmt *st = vault_db_stmt(db, "DELETE FROM agents WHERE id = ?", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return change(db, st, "removing an agent", e);
+}
+
+int acl_agent_enable(struct vault_db *db, const char *name, int enabled, struct vault_err *e)
+{
+	int64_t id = agent_id(db, name, e);
+	if (id < 0)
+		return -1;
+	sqlite3_stmt *st = vault_db_stmt(db, "UPDATE agents SET enabled = ? WHERE id = ?", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 1, !!enabled);
+	sqlite3_bind_int64(st, 2, id);
+	return change(db, st, enabled ? "enabling an agent" : "disabling an agent", e);
+}
+
+/* The id of provider/key, -1 (with e) when it does not exist. */
+static int64_t secret_id(struct vault_db *db, const char *provider, const char *key, struct vault_err *e)
+{
+	struct vault_secret s;
+	int found = vault_secret_find(db, provider, key, &s, e);
+	if (found == 0)
+		return vault_fail(e, VAULT_ENOENT, "secret '%s/%s' does not exist", provider, key);
+	return found < 0 ? -1 : s.id;
+}
+
+/* Insert (on) or delete (off) the pair (a, b) with sql_on/sql_off; missing
+ * pairs on delete and present pairs on insert are errors naming them. */
+static int toggle(struct vault_db *db, int on, const char *sql_on, const char *sql_off,
+		  int64_t a, int64_t b, const char *what, const char *name1, const char *name2,
+		  struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, on ? sql_on : sql_off, e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, a);
+	sqlite3_bind_int64(st, 2, b);
+	if (on)
+		sqlite3_bind_int64(st, 3, vault_now_ns());
+	if (vault_db_begin(db, e) < 0)
+		return -1;
+	int rc = step_done(db, st, what, e);
+	int n = sqlite3_changes(vault_db_handle(db));
+	if (rc == 0 && n == 0)
+		rc = vault_fail(e, on ? VAULT_EEXIST : VAULT_ENOENT, "%s '%s' %s '%s'", name1,
+				on ? "already has" : "has no", what, name2);
+	if (rc < 0 || vault_generation_bump(db, e) < 0 || vault_db_commit(db, e) < 0) {
+		vault_db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
+int acl_assign(struct vault_db *db, const char *provider, const char *key, const char *project,
+	       int assign, struct vault_err *e)
+{
+	if (vault_name_check("project", project, e) < 0)
+		return -1;
+	int64_t sid = secret_id(db, provider, key, e);
+	if (sid < 0)
+		return -1;
+	int64_t pid = acl_project_id(db, project, e);
+	if (pid == 0)
+		return vault_fail(e, VAULT_ENOENT, "project '%s' does not exist", project);
+	if (pid < 0)
+		return -1;
+	char sk[2 * VAULT_NAME_MAX + 2];
+	snprintf(sk, sizeof sk, "%s/%s", provider, key);
+	return toggle(db, assign,
+		      "INSERT OR IGNORE INTO assignments(secret_id, project_id, created_ns) VALUES (?, ?, ?)",
+		      "DELETE FROM assignments WHERE secret_id = ? AND project_id = ?",
+		      sid, pid, "assignment to project", sk, project, e);
+}
+
+int acl_grant(struct vault_db *db, const char *agent, const char *provider, const char *key,
+	      int grant, struct vault_err *e)
+{
+	int64_t aid = agent_id(db, agent, e);
+	if (aid < 0)
+		return -1;
+	int64_t sid = secret_id(db, provider, key, e);
+	if (sid < 0)
+		return -1;
+	char sk[2 * VAULT_NAME_MAX + 2];
+	snprintf(sk, sizeof sk, "%s/%s", provider, key);
+	return toggle(db, grant,
+		      "INSERT OR IGNORE INTO grants(agent_id, secret_id, created_ns) VALUES (?, ?, ?)",
+		      "DELETE FROM grants WHERE agent_id = ? AND secret_id = ?",
+		      aid, sid, "grant of", agent, sk, e);
+}
+
+const char *acl_decision_str(enum acl_decision d)
+{
+	switch (d) {
+	case ACL_ALLOW: return "allowed";
+	case ACL_NO_SECRET: return "no such secret";
+	case ACL_NO_GRANT: return "no grant";
+	case ACL_NOT_ASSIGNED: return "granted, but the secret is not assigned to the agent's project";
+	case ACL_DISABLED: return "agent is disabled";
+	case ACL_DB_ERROR: return "database error";
+	}
+	return "?";
+}
+
+enum acl_decision acl_check(struct vault_db *db, const struct acl_agent *agent,
+			    const char *provider, const char *key,
+			    struct vault_secret *s, struct vault_err *e)
+{
+	memset(s, 0, sizeof *s);
+	int found = vault_secret_find(db, provider, key, s, e);
+	if (found < 0)
+		return ACL_DB_ERROR;
+	if (!found)
+		return ACL_NO_SECRET;
+	sqlite3_stmt *st = vault_db_stmt(db,
+		"SELECT a.enabled,"
+		" EXISTS (SELECT 1 FROM grants WHERE agent_id = a.id AND secret_id = ?2),"
+		" EXISTS (SELECT 1 FROM assignments WHERE project_id = a.project_id AND secret_id = ?2)"
+		" FROM agents a WHERE a.id = ?1", e);
+	if (!st)
+		return ACL_DB_ERROR;
+	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 2, s->id);
+	int rc = sqlite3_step(st);
+	enum acl_decision d;
+	if (rc == SQLITE_ROW) {
+		if (!sqlite3_column_int(st, 1))
+			d = ACL_NO_GRANT;
+		else if (!sqlite3_column_int(st, 2))
+			d = ACL_NOT_ASSIGNED;
+		else if (!sqlite3_column_int(st, 0))
+			d = ACL_DISABLED;
+		else
+			d = ACL_ALLOW;
+	} else if (rc == SQLITE_DONE) {
+		d = ACL_NO_GRANT; /* the agent was removed */
+	} else {
+		vault_fail_sql(e, vault_db_handle(db), rc, "checking a grant");
+		d = ACL_DB_ERROR;
+	}
+	sqlite3_reset(st);
+	return d;
+}
+
+/* The effective grants of an agent: the access rule as a join. ?1 agent id. */
+#define EFFECTIVE \
+	" FROM agents a JOIN grants g ON g.agent_id = a.id" \
+	" JOIN assignments x ON x.secret_id = g.secret_id AND x.project_id = a.project_id" \
+	" JOIN secrets s ON s.id = g.secret_id" \
+	" WHERE a.id = ?1 AND a.enabled = 1"
+
+int acl_view_providers(struct vault_db *db, const struct acl_agent *agent,
+		       int (*fn)(void *, int64_t provider_id, const char *name), void *arg,
+		       struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT p.id, p.name FROM providers p WHERE p.id IN"
+					     " (SELECT s.provider_id" EFFECTIVE ") ORDER BY p.name", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, agent->id);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (fn(arg, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1)))
+			break;
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return vault_fail_sql(e, vault_db_handle(db), rc, "listing providers");
+	return 0;
+}
+
+static void secret_row(sqlite3_stmt *st, struct vault_secret *s)
+{
+	s->id = sqlite3_column_int64(st, 0);
+	s->provider_id = sqlite3_column_int64(st, 1);
+	s->version = sqlite3_column_int64(st, 2);
+	s->len = sqlite3_column_int64(st, 3);
+	s->created_ns = sqlite3_column_int64(st, 4);
+	snprintf(s->key, sizeof s->key, "%s", (const char *)sqlite3_column_text(st, 5));
+	snprintf(s->provider, sizeof s->provider, "%s", (const char *)sqlite3_column_text(st, 6));
+}
+
+#define SECRET_COLS "s.id, s.provider_id, s.version, s.len, s.created_ns, s.key, " \
+	"(SELECT name FROM providers WHERE id = s.provider_id)"
+
+int acl_view_keys(struct vault_db *db, const struct acl_agent *agent, int64_t provider_id,
+		  int (*fn)(void *, const struct vault_secret *), void *arg, struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT " SECRET_COLS EFFECTIVE
+					     " AND s.provider_id = ?2 ORDER BY s.key", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 2, provider_id);
+	struct vault_secret s;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		secret_row(st, &s);
+		if (fn(arg, &s))
+			break;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return vault_fail_sql(e, vault_db_handle(db), rc, "listing keys");
+	return 0;
+}
+
+int acl_view_provider(struct vault_db *db, const struct acl_agent *agent, const char *name,
+		      int64_t *provider_id, struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT p.id FROM providers p WHERE p.name = ?2 AND EXISTS"
+					     " (SELECT 1" EFFECTIVE " AND s.provider_id = p.id)", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st), found = 0;
+	if (rc == SQLITE_ROW) {
+		*provider_id = sqlite3_column_int64(st, 0);
+		found = 1;
+	} else if (rc != SQLITE_DONE) {
+		found = vault_fail_sql(e, vault_db_handle(db), rc, "looking up a provider");
+	}
+	sqlite3_reset(st);
+	return found;
+}
+
+int acl_view_secret(struct vault_db *db, const struct acl_agent *agent, int64_t sid,
+		    struct vault_secret *s, struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT " SECRET_COLS EFFECTIVE " AND s.id = ?2", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 2, sid);
+	int rc = sqlite3_step(st), found = 0;
+	if (rc == SQLITE_ROW) {
+		secret_row(st, s);
+		found = 1;
+	} else if (rc != SQLITE_DONE) {
+		found = vault_fail_sql(e, vault_db_handle(db), rc, "looking up a secret");
+	}
+	sqlite3_reset(st);
+	return found;
+}

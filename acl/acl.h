@@ -1,0 +1,113 @@
+/* acl.h - projects, agents and their bindings, assignments, grants, and the
+ * access rule:
+ *   agent resolved ∧ agent enabled ∧ grant(agent, secret) ∧ assignment(secret, agent.project)
+ * checked against the database on every call (no cache across a change).
+ * Never prints. */
+#ifndef SCOPEHOLD_ACL_H
+#define SCOPEHOLD_ACL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "acl/ident.h"
+#include "vault/vault.h"
+
+/* vault_db_open plus the acl and audit migrations. */
+struct vault_db *acl_db_open(const char *path, unsigned flags, struct vault_err *e);
+
+int acl_project_add(struct vault_db *db, const char *name, struct vault_err *e);
+int acl_project_rm(struct vault_db *db, const char *name, struct vault_err *e);
+/* id, 0 when missing, -1 on error */
+int64_t acl_project_id(struct vault_db *db, const char *name, struct vault_err *e);
+
+struct acl_agent {
+	int64_t id;
+	int64_t project_id;
+	char name[VAULT_NAME_MAX + 1];
+	char project[VAULT_NAME_MAX + 1];
+	int enabled;
+	uid_t uid;
+	unsigned labels;                /* ACL_L_* the binding requires */
+	char cgroup[ACL_LABEL_MAX];
+	char exe[ACL_LABEL_MAX];        /* path given at agent add */
+	uint64_t exe_dev, exe_ino;
+	char lsm[256];
+};
+
+/* Add an agent. exe (when not NULL) is stat()ed now and bound by device and
+ * inode. cgroup, exe, lsm may be NULL. */
+int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_err *e);
+int acl_agent_rm(struct vault_db *db, const char *name, struct vault_err *e);
+int acl_agent_enable(struct vault_db *db, const char *name, int enabled, struct vault_err *e);
+/* 1 found, 0 missing, -1 error */
+int acl_agent_get(struct vault_db *db, const char *name, struct acl_agent *out, struct vault_err *e);
+int acl_agent_get_id(struct vault_db *db, int64_t id, struct acl_agent *out, struct vault_err *e);
+/* fn for each agent by name; stops when fn returns non-zero. */
+int acl_agent_each(struct vault_db *db, int (*fn)(void *, const struct acl_agent *), void *arg,
+		   struct vault_err *e);
+/* fn for each agent bound to uid (the candidates of a caller). */
+int acl_agent_each_uid(struct vault_db *db, uid_t uid, int (*fn)(void *, const struct acl_agent *),
+		       void *arg, struct vault_err *e);
+
+int acl_assign(struct vault_db *db, const char *provider, const char *key, const char *project,
+	       int assign, struct vault_err *e);
+int acl_grant(struct vault_db *db, const char *agent, const char *provider, const char *key,
+	      int grant, struct vault_err *e);
+
+/* ---- the decision ------------------------------------------------------- */
+
+enum acl_who_result {
+	ACL_WHO_AGENT,      /* resolved to `agent` */
+	ACL_WHO_NONE,       /* no binding matched: empty view */
+	ACL_WHO_AMBIGUOUS,  /* two equally specific bindings matched: deny */
+	ACL_WHO_ERROR,      /* /proc or database could not be read: deny */
+};
+
+struct acl_who {
+	enum acl_who_result result;
+	struct acl_agent agent;   /* when ACL_WHO_AGENT */
+	struct acl_labels labels; /* what was read of the caller */
+	char reason[256];
+};
+
+/* Resolve the caller (request uid, pid) as the daemon does: bindings of
+ * uid from the database, labels read under proc_root as those bindings need
+ * them (plus the ACL_L_* bits in also_read, for display), most specific match
+ * wins. Always fills *out. Returns 0 when an agent resolved, -1 otherwise. */
+int acl_resolve(struct vault_db *db, const char *proc_root, uid_t uid, pid_t pid,
+		unsigned also_read, struct acl_who *out);
+
+enum acl_decision {
+	ACL_ALLOW = 0,
+	ACL_NO_SECRET,      /* the secret does not exist */
+	ACL_NO_GRANT,
+	ACL_NOT_ASSIGNED,   /* granted, but not assigned to the agent's project */
+	ACL_DISABLED,       /* the agent is disabled */
+	ACL_DB_ERROR,
+};
+
+/* Why (not): a short phrase for each decision. */
+const char *acl_decision_str(enum acl_decision d);
+
+/* Decide whether agent may read provider/key. Fills *s when the secret
+ * exists (s->id != 0). */
+enum acl_decision acl_check(struct vault_db *db, const struct acl_agent *agent,
+			    const char *provider, const char *key,
+			    struct vault_secret *s, struct vault_err *e);
+
+/* The view: for each provider with at least one effective grant of agent
+ * (provider id, name), or each granted key of one provider (secret). fn
+ * returning non-zero stops. */
+int acl_view_providers(struct vault_db *db, const struct acl_agent *agent,
+		       int (*fn)(void *, int64_t provider_id, const char *name), void *arg,
+		       struct vault_err *e);
+int acl_view_keys(struct vault_db *db, const struct acl_agent *agent, int64_t provider_id,
+		  int (*fn)(void *, const struct vault_secret *), void *arg, struct vault_err *e);
+/* 1 when agent has an effective grant under provider name (fills *provider_id), 0 not, -1 error */
+int acl_view_provider(struct vault_db *db, const struct acl_agent *agent, const char *name,
+		      int64_t *provider_id, struct vault_err *e);
+/* Effective secret by id (for getattr/open on an inode): 1 allowed (fills *s), 0 not, -1 error */
+int acl_view_secret(struct vault_db *db, const struct acl_agent *agent, int64_t secret_id,
+		    struct vault_secret *s, struct vault_err *e);
+
+#endif

@@ -1,0 +1,419 @@
+/* cmd_store.c - scopeholdctl init, provider, secret and rekey: the verbs of
+ * the vault. A value enters only through stdin or --from-file, into locked
+ * memory that is wiped on every path. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "admin/ctl.h"
+
+/* mkdir -p of path's parent directory, mode 0700 for what it creates. */
+static int make_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+		return ctl_fail("path '%s' is too long", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	for (char *p = dir + 1; ; p++) {
+		if (*p == '/' || !*p) {
+			char saved = *p;
+			*p = 0;
+			if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+				return ctl_fail("cannot create directory '%s': %s", dir, strerror(errno));
+			*p = saved;
+			if (!saved)
+				break;
+		}
+	}
+	return 0;
+}
+
+static const char init_usage[] =
+	"usage: scopeholdctl [--db PATH] [--key-file PATH] init\n\n"
+	"Create the database (mode 0600) and a master key file (32 random bytes, mode 0400),\n"
+	"and a data key wrapped by it. Refuses to overwrite either.\n";
+
+int ctl_init(struct ctl *c, int argc, char **argv)
+{
+	if (ctl_wants_help(argc, argv))
+		return ctl_help(init_usage);
+	if (argc != 1)
+		return ctl_usage("init", "takes no arguments");
+	struct vault_err e = { 0 };
+	const char *key = c->cfg.key_file[0] ? c->cfg.key_file : VAULT_DEFAULT_KEY;
+	if (access(key, F_OK) == 0)
+		return ctl_fail("key file '%s' already exists; refusing to overwrite it", key);
+	struct stat st;
+	int existed = stat(c->cfg.db, &st) == 0;
+	if (make_parent(c->cfg.db) || make_parent(key))
+		return 1;
+	c->db = acl_db_open(c->cfg.db, VAULT_DB_CREATE, &e);
+	if (!c->db)
+		return ctl_verr(&e);
+	if (vault_key_init(c->db, key, &e) < 0) {
+		if (!existed && e.code != VAULT_EEXIST) {
+			vault_db_close(c->db);
+			c->db = NULL;
+			unlink(c->cfg.db);
+		}
+		return ctl_verr(&e);
+	}
+	struct audit_row r;
+	ctl_admin_row(&r, "init", NULL);
+	if (audit_append(c->db, &r, 1, &e) < 0)
+		return ctl_verr(&e);
+	printf("created database %s\ncreated master key %s (keep it apart from backups of the database)\n",
+	       c->cfg.db, key);
+	return 0;
+}
+
+static const char provider_usage[] =
+	"usage: scopeholdctl provider add NAME\n"
+	"       scopeholdctl provider rm NAME\n"
+	"       scopeholdctl provider list [--json]\n\n"
+	"A provider is the namespace of an external system (stripe, github, openai): the\n"
+	"first level of the mounted view. rm refuses while it has secrets.\n";
+
+int ctl_provider(struct ctl *c, int argc, char **argv)
+{
+	struct vault_err e = { 0 };
+	if (ctl_wants_help(argc, argv))
+		return ctl_help(provider_usage);
+	if (argc == 2 && !strcmp(argv[1], "list")) {
+		if (!ctl_db(c))
+			return 1;
+		sqlite3_stmt *st = vault_db_stmt(c->db, "SELECT p.name, (SELECT count(*) FROM secrets s"
+						       " WHERE s.provider_id = p.id) FROM providers p ORDER BY p.name", &e);
+		if (!st)
+			return ctl_verr(&e);
+		if (c->json)
+			fputs("[", stdout);
+		else
+			printf("%-32s %s\n", "PROVIDER", "SECRETS");
+		int first = 1, rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *name = (const char *)sqlite3_column_text(st, 0);
+			if (c->json) {
+				printf("%s{\"name\":", first ? "" : ",");
+				ctl_json_str(stdout, name);
+				printf(",\"secrets\":%lld}", (long long)sqlite3_column_int64(st, 1));
+			} else {
+				printf("%-32s %lld\n", name, (long long)sqlite3_column_int64(st, 1));
+			}
+			first = 0;
+		}
+		sqlite3_reset(st);
+		if (c->json)
+			puts("]");
+		if (rc != SQLITE_DONE)
+			return ctl_fail("listing providers failed");
+		return 0;
+	}
+	if (argc != 3 || (strcmp(argv[1], "add") && strcmp(argv[1], "rm")))
+		return ctl_usage("provider", "expected: add NAME, rm NAME or list");
+	int add = !strcmp(argv[1], "add");
+	if (ctl_begin(c))
+		return 1;
+	int rc = add ? vault_provider_add(c->db, argv[2], &e) : vault_provider_rm(c->db, argv[2], &e);
+	rc = ctl_end(c, rc, &e, add ? "provider.add" : "provider.rm", argv[2]);
+	if (!rc && !c->json)
+		printf("%s provider %s\n", add ? "added" : "removed", argv[2]);
+	return rc;
+}
+
+static const char secret_usage[] =
+	"usage: scopeholdctl secret put P/K [--from-file FILE] [--trim-newline]\n"
+	"       scopeholdctl secret list [--provider P] [--json]\n"
+	"       scopeholdctl secret versions P/K [--json]\n"
+	"       scopeholdctl secret rm P/K\n"
+	"       scopeholdctl secret assign P/K PROJECT\n"
+	"       scopeholdctl secret unassign P/K PROJECT\n\n"
+	"put stores a new secret, or a new version of it, read from stdin (or FILE),\n"
+	"byte for byte (--trim-newline drops one trailing newline). Values are 1 byte\n"
+	"to 1 MiB and never given on the command line. The provider must exist.\n"
+	"Open files keep the version they opened; the next open reads the new one.\n"
+	"assign makes a secret relevant to a project; an agent of that project still\n"
+	"needs a grant to read it.\n";
+
+/* Read the value from fd into locked memory: at most VAULT_VALUE_MAX bytes.
+ * Returns the length, or -1 after printing why (buffer freed). */
+static ssize_t read_value(int fd, const char *from, uint8_t **out)
+{
+	size_t cap = VAULT_VALUE_MAX + 1, len = 0;
+	uint8_t *buf = sodium_malloc(cap);
+	if (!buf)
+		return ctl_fail("out of locked memory for the value"), -1;
+	struct termios old, quiet;
+	int tty = isatty(fd) && tcgetattr(fd, &old) == 0;
+	if (tty) {
+		fprintf(stderr, "value (input hidden, end with Enter): ");
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fd, TCSAFLUSH, &quiet);
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = errno;
+			if (tty)
+				tcsetattr(fd, TCSAFLUSH, &old);
+			sodium_free(buf);
+			return ctl_fail("cannot read the value from %s: %s", from, strerror(err)), -1;
+		}
+		len += (size_t)n;
+		if (n == 0 || len == cap || (tty && len && buf[len - 1] == '\n'))
+			break;
+	}
+	if (tty) {
+		tcsetattr(fd, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+		if (len && buf[len - 1] == '\n')
+			len--;
+	}
+	if (len > VAULT_VALUE_MAX) {
+		sodium_free(buf);
+		return ctl_fail("value from %s is larger than the limit of %d bytes (1 MiB); nothing stored",
+				from, VAULT_VALUE_MAX), -1;
+	}
+	*out = buf;
+	return (ssize_t)len;
+}
+
+static int secret_put(struct ctl *c, int argc, char **argv)
+{
+	const char *pk = NULL, *file = NULL;
+	int trim = 0;
+	for (int i = 1; i < argc; i++) {
+		int r = ctl_opt("secret put", argc, argv, &i, "--from-file", &file);
+		if (r < 0)
+			return 2;
+		if (r)
+			continue;
+		if (!strcmp(argv[i], "--trim-newline"))
+			trim = 1;
+		else if (!strcmp(argv[i], "--value") || !strncmp(argv[i], "--value=", 8))
+			return ctl_usage("secret put", "values are never taken on the command line; pipe them to stdin or use --from-file");
+		else if (argv[i][0] == '-')
+			return ctl_usage("secret put", "unknown option '%s'", argv[i]);
+		else if (pk)
+			return ctl_usage("secret put", "one P/K only; the value comes from stdin or --from-file");
+		else
+			pk = argv[i];
+	}
+	if (!pk)
+		return ctl_usage("secret put", "missing P/K");
+	char provider[VAULT_NAME_MAX + 1], key[VAULT_NAME_MAX + 1];
+	struct vault_err e = { 0 };
+	if (vault_path_split(pk, provider, key, &e) < 0)
+		return ctl_verr(&e);
+	struct vault_key *k = ctl_key(c);
+	if (!k)
+		return 1;
+	int fd = 0;
+	if (file && (fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
+		return ctl_fail("cannot open '%s': %s", file, strerror(errno));
+	uint8_t *val = NULL;
+	ssize_t len = read_value(fd, file ? file : "stdin", &val);
+	if (file)
+		close(fd);
+	if (len < 0)
+		return 1;
+	if (trim && len && val[len - 1] == '\n')
+		len--;
+	if (len == 0) {
+		sodium_free(val);
+		return ctl_fail("value for '%s' is empty; nothing stored", pk);
+	}
+	int64_t version = 0;
+	int rc = ctl_begin(c);
+	if (rc == 0) {
+		rc = vault_secret_put(c->db, k, provider, key, val, (size_t)len, 0, &version, &e);
+		char path[2 * VAULT_NAME_MAX + 2];
+		snprintf(path, sizeof path, "%s/%s", provider, key);
+		rc = ctl_end(c, rc, &e, "secret.put", path);
+	}
+	sodium_free(val);
+	if (!rc && !c->json)
+		printf("stored %s/%s version %lld (%zd bytes)\n", provider, key, (long long)version, len);
+	else if (!rc)
+		printf("{\"secret\":\"%s/%s\",\"version\":%lld,\"bytes\":%zd}\n", provider, key, (long long)version, len);
+	return rc;
+}
+
+static int secret_list(struct ctl *c, int argc, char **argv)
+{
+	const char *prov = NULL;
+	for (int i = 1; i < argc; i++) {
+		int r = ctl_opt("secret list", argc, argv, &i, "--provider", &prov);
+		if (r < 0)
+			return 2;
+		if (!r)
+			return ctl_usage("secret list", "unexpected argument '%s'", argv[i]);
+	}
+	struct vault_err e = { 0 };
+	if (!ctl_db(c))
+		return 1;
+	sqlite3_stmt *st = vault_db_stmt(c->db,
+		"SELECT p.name, s.key, s.version, s.len, s.created_ns,"
+		" (SELECT group_concat(name, ',') FROM (SELECT j.name FROM assignments a"
+		"   JOIN projects j ON j.id = a.project_id WHERE a.secret_id = s.id ORDER BY j.name)),"
+		" (SELECT max(created_ns) FROM secret_versions v WHERE v.secret_id = s.id)"
+		" FROM secrets s JOIN providers p ON p.id = s.provider_id"
+		" WHERE ?1 IS NULL OR p.name = ?1 ORDER BY p.name, s.key", &e);
+	if (!st)
+		return ctl_verr(&e);
+	if (prov)
+		sqlite3_bind_text(st, 1, prov, -1, SQLITE_STATIC);
+	if (c->json)
+		fputs("[", stdout);
+	else
+		printf("%-40s %7s %8s  %-24s %s\n", "SECRET", "VERSION", "BYTES", "UPDATED", "PROJECTS");
+	int rc, first = 1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char name[2 * VAULT_NAME_MAX + 2], when[40];
+		snprintf(name, sizeof name, "%s/%s", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1));
+		ctl_format_time(sqlite3_column_int64(st, 6), when, sizeof when);
+		const char *projects = (const char *)sqlite3_column_text(st, 5);
+		if (c->json) {
+			printf("%s{\"secret\":", first ? "" : ",");
+			ctl_json_str(stdout, name);
+			printf(",\"version\":%lld,\"bytes\":%lld,\"updated\":\"%s\",\"projects\":",
+			       (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3), when);
+			ctl_json_str(stdout, projects ? projects : "");
+			fputs("}", stdout);
+		} else {
+			printf("%-40s %7lld %8lld  %-24s %s\n", name, (long long)sqlite3_column_int64(st, 2),
+			       (long long)sqlite3_column_int64(st, 3), when, projects ? projects : "-");
+		}
+		first = 0;
+	}
+	sqlite3_reset(st);
+	if (c->json)
+		puts("]");
+	return rc == SQLITE_DONE ? 0 : ctl_fail("listing secrets failed");
+}
+
+static int secret_versions(struct ctl *c, const char *pk)
+{
+	char provider[VAULT_NAME_MAX + 1], key[VAULT_NAME_MAX + 1];
+	struct vault_err e = { 0 };
+	struct vault_secret s;
+	if (vault_path_split(pk, provider, key, &e) < 0 || !ctl_db(c))
+		return e.msg[0] ? ctl_verr(&e) : 1;
+	int found = vault_secret_find(c->db, provider, key, &s, &e);
+	if (found <= 0)
+		return found < 0 ? ctl_verr(&e) : ctl_fail("secret '%s' does not exist", pk);
+	sqlite3_stmt *st = vault_db_stmt(c->db, "SELECT version, len, created_ns FROM secret_versions"
+					       " WHERE secret_id = ? ORDER BY version", &e);
+	if (!st)
+		return ctl_verr(&e);
+	sqlite3_bind_int64(st, 1, s.id);
+	if (c->json)
+		fputs("[", stdout);
+	else
+		printf("%7s %8s  %-24s\n", "VERSION", "BYTES", "CREATED");
+	int rc, first = 1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char when[40];
+		int64_t v = sqlite3_column_int64(st, 0);
+		ctl_format_time(sqlite3_column_int64(st, 2), when, sizeof when);
+		if (c->json)
+			printf("%s{\"version\":%lld,\"bytes\":%lld,\"created\":\"%s\",\"current\":%s}", first ? "" : ",",
+			       (long long)v, (long long)sqlite3_column_int64(st, 1), when,
+			       v == s.version ? "true" : "false");
+		else
+			printf("%7lld %8lld  %-24s%s\n", (long long)v, (long long)sqlite3_column_int64(st, 1), when,
+			       v == s.version ? " current" : "");
+		first = 0;
+	}
+	sqlite3_reset(st);
+	if (c->json)
+		puts("]");
+	return rc == SQLITE_DONE ? 0 : ctl_fail("listing versions failed");
+}
+
+int ctl_secret(struct ctl *c, int argc, char **argv)
+{
+	if (ctl_wants_help(argc, argv))
+		return ctl_help(secret_usage);
+	if (argc < 2)
+		return ctl_usage("secret", "expected put, list, versions, rm, assign or unassign");
+	const char *v = argv[1];
+	if (!strcmp(v, "put"))
+		return secret_put(c, argc - 1, argv + 1);
+	if (!strcmp(v, "list"))
+		return secret_list(c, argc - 1, argv + 1);
+	if (!strcmp(v, "versions")) {
+		if (argc != 3)
+			return ctl_usage("secret", "versions takes one P/K");
+		return secret_versions(c, argv[2]);
+	}
+	char provider[VAULT_NAME_MAX + 1], key[VAULT_NAME_MAX + 1];
+	struct vault_err e = { 0 };
+	if (!strcmp(v, "rm")) {
+		if (argc != 3)
+			return ctl_usage("secret", "rm takes one P/K");
+		if (vault_path_split(argv[2], provider, key, &e) < 0)
+			return ctl_verr(&e);
+		if (ctl_begin(c))
+			return 1;
+		int rc = ctl_end(c, vault_secret_rm(c->db, provider, key, &e), &e, "secret.rm", argv[2]);
+		if (!rc && !c->json)
+			printf("removed %s and all its versions\n", argv[2]);
+		return rc;
+	}
+	if (!strcmp(v, "assign") || !strcmp(v, "unassign")) {
+		int on = !strcmp(v, "assign");
+		if (argc != 4)
+			return ctl_usage("secret", "%s takes P/K PROJECT", v);
+		if (vault_path_split(argv[2], provider, key, &e) < 0)
+			return ctl_verr(&e);
+		if (ctl_begin(c))
+			return 1;
+		char what[3 * VAULT_NAME_MAX + 8];
+		snprintf(what, sizeof what, "%s -> %s", argv[2], argv[3]);
+		int rc = ctl_end(c, acl_assign(c->db, provider, key, argv[3], on, &e), &e,
+				 on ? "secret.assign" : "secret.unassign", what);
+		if (!rc && !c->json)
+			printf("%s %s %s project %s\n", on ? "assigned" : "unassigned", argv[2], on ? "to" : "from", argv[3]);
+		return rc;
+	}
+	return ctl_usage("secret", "unknown action '%s'", v);
+}
+
+static const char rekey_usage[] =
+	"usage: scopeholdctl rekey\n\n"
+	"Create a new master key and rewrap the data key with it. The old key file is\n"
+	"kept as KEY.old until you remove it. Values are not re-encrypted; a running\n"
+	"scopeholdfs keeps working.\n";
+
+int ctl_rekey(struct ctl *c, int argc, char **argv)
+{
+	if (ctl_wants_help(argc, argv))
+		return ctl_help(rekey_usage);
+	if (argc != 1)
+		return ctl_usage("rekey", "takes no arguments");
+	struct vault_err e = { 0 };
+	if (!ctl_db(c))
+		return 1;
+	if (vault_key_rekey(c->db, c->cfg.key_file[0] ? c->cfg.key_file : NULL, &e) < 0)
+		return ctl_verr(&e);
+	struct audit_row r;
+	ctl_admin_row(&r, "rekey", NULL);
+	if (audit_append(c->db, &r, 1, &e) < 0)
+		return ctl_verr(&e);
+	printf("master key replaced; the previous one is kept beside it as .old\n");
+	return 0;
+}

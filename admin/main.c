@@ -1,0 +1,127 @@
+/* main.c - scopeholdctl: global options, then one verb from the table.
+ * Exit status: 0 done, 1 refused or failed (one line on stderr), 2 usage. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "admin/ctl.h"
+
+static const struct ctl_verb verbs[] = {
+	{ "init", ctl_init, NULL, "create the database and master key; refuses to overwrite" },
+	{ "provider", ctl_provider, NULL, "add|rm NAME, list: namespaces of external systems" },
+	{ "project", ctl_project, NULL, "add|rm NAME, list: groups of agents" },
+	{ "secret", ctl_secret, NULL, "put|list|versions|rm|assign|unassign: versioned encrypted values" },
+	{ "agent", ctl_agent, NULL, "add|list|rm|disable|enable: runtime identities and their bindings" },
+	{ "grant", ctl_grant, NULL, "AGENT P/K: let AGENT read P/K" },
+	{ "revoke", ctl_grant, NULL, "AGENT P/K: take the grant back; effective at the next open" },
+	{ "grants", ctl_grants, NULL, "[--agent A]: list direct grants and whether each is effective" },
+	{ "explain", ctl_explain, NULL, "AGENT P/K: can AGENT read P/K, and which rule decides" },
+	{ "whoami", ctl_whoami, NULL, "PID: which agent a running process resolves to, and why" },
+	{ "audit", ctl_audit, NULL, "list|verify|prune|export: the audit trail" },
+	{ "rekey", ctl_rekey, NULL, "new master key; rewrap the data key" },
+	{ "exec", ctl_exec, NULL, "[--mount DIR] --env NAME=P/K ... -- CMD: run CMD with granted values in its environment" },
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: scopeholdctl [-c CONFIG] [--db PATH] [--key-file PATH] [--json] VERB ...\n\n"
+	      "Manage ScopeHold: providers, projects, agents, secrets, grants and the audit trail.\n"
+	      "Values are read from stdin or --from-file, never from the command line.\n\nverbs:\n", f);
+	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+		fprintf(f, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+	fputs("\noptions:\n"
+	      "  -c, --config FILE  config file (default $SCOPEHOLD_CONFIG or " VAULT_DEFAULT_CONFIG ")\n"
+	      "  --db PATH          database (default [vault] db or " VAULT_DEFAULT_DB ")\n"
+	      "  --key-file PATH    master key (default [vault] key_file or " VAULT_DEFAULT_KEY ")\n"
+	      "  --json             print lists, explain, whoami and audit as JSON\n"
+	      "\n`scopeholdctl VERB --help` describes each verb.\n", f);
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl c;
+	memset(&c, 0, sizeof c);
+	struct rlimit no_core = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &no_core);
+	prctl(PR_SET_DUMPABLE, 0);
+	umask(077);
+	if (sodium_init() < 0)
+		return ctl_fail("libsodium failed to initialise");
+
+	const char *config = NULL, *db = NULL, *key = NULL;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *v;
+		int r;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version")) {
+			puts("scopeholdctl 0.1.0");
+			return 0;
+		} else if (!strcmp(argv[i], "--json")) {
+			c.json = 1;
+		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--config", &v)) ||
+			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "-c", &v))) {
+			if (r < 0)
+				return 2;
+			config = v;
+		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--db", &v))) {
+			if (r < 0)
+				return 2;
+			db = v;
+		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--key-file", &v))) {
+			if (r < 0)
+				return 2;
+			key = v;
+		} else {
+			fprintf(stderr, "scopeholdctl: unknown option '%s' (see: scopeholdctl --help)\n", argv[i]);
+			return 2;
+		}
+	}
+	if (i == argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct vault_err e = { 0 };
+	if (vault_config_load(&c.cfg, config, &e) < 0)
+		return ctl_verr(&e);
+	if (db && snprintf(c.cfg.db, sizeof c.cfg.db, "%s", db) >= (int)sizeof c.cfg.db)
+		return ctl_fail("--db path is too long");
+	if (key && snprintf(c.cfg.key_file, sizeof c.cfg.key_file, "%s", key) >= (int)sizeof c.cfg.key_file)
+		return ctl_fail("--key-file path is too long");
+
+	/* --json may also follow the verb (before any "--"). */
+	int n = 0;
+	char **av = argv + i;
+	int ac = argc - i;
+	for (int j = 0; j < ac; j++) {
+		if (!strcmp(av[j], "--")) {
+			while (j < ac)
+				av[n++] = av[j++];
+			break;
+		}
+		if (!strcmp(av[j], "--json"))
+			c.json = 1;
+		else
+			av[n++] = av[j];
+	}
+	ac = n;
+	av[ac] = NULL;
+
+	int ret = -1;
+	for (size_t k = 0; k < sizeof verbs / sizeof *verbs; k++)
+		if (!strcmp(av[0], verbs[k].name))
+			ret = verbs[k].fn(&c, ac, av);
+	if (ret < 0) {
+		fprintf(stderr, "scopeholdctl: unknown verb '%s' (see: scopeholdctl --help)\n", av[0]);
+		ret = 2;
+	}
+	vault_key_free(c.key);
+	vault_db_close(c.db);
+	return ret;
+}

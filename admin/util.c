@@ -1,0 +1,217 @@
+/* util.c - what scopeholdctl's verb files share: error lines, the lazily
+ * opened database and key, admin audit rows, JSON strings and times. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin/ctl.h"
+
+int ctl_fail(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("scopeholdctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+int ctl_usage(const char *verb, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "scopeholdctl: %s: ", verb);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see: scopeholdctl %s --help)\n", verb);
+	return 2;
+}
+
+int ctl_verr(const struct vault_err *e)
+{
+	return ctl_fail("%s", e->msg[0] ? e->msg : "failed");
+}
+
+struct vault_db *ctl_db(struct ctl *c)
+{
+	if (c->db)
+		return c->db;
+	struct vault_err e = { 0 };
+	c->db = acl_db_open(c->cfg.db, 0, &e);
+	if (!c->db)
+		ctl_verr(&e);
+	return c->db;
+}
+
+struct vault_key *ctl_key(struct ctl *c)
+{
+	if (c->key)
+		return c->key;
+	struct vault_db *db = ctl_db(c);
+	if (!db)
+		return NULL;
+	struct vault_err e = { 0 };
+	c->key = vault_key_load(db, c->cfg.key_file, &e);
+	if (!c->key)
+		ctl_verr(&e);
+	return c->key;
+}
+
+void ctl_admin_row(struct audit_row *r, const char *event, const char *path)
+{
+	memset(r, 0, sizeof *r);
+	r->event = event;
+	r->result = "ok";
+	r->path = path;
+	r->uid = getuid();
+	r->gid = getgid();
+	r->pid = getpid();
+	r->tgid = getpid();
+	r->sudo_uid = -1;
+	r->count = 1;
+	const char *su = getenv("SUDO_UID");
+	if (su && *su) {
+		char *end;
+		long v = strtol(su, &end, 10);
+		if (!*end && v >= 0)
+			r->sudo_uid = v;
+	}
+}
+
+void ctl_json_str(FILE *f, const char *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\t': fputs("\\t", f); break;
+		case '\r': fputs("\\r", f); break;
+		default:
+			if (*p < 0x20)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+		}
+	}
+	fputc('"', f);
+}
+
+int64_t ctl_parse_time(const char *s)
+{
+	if (!s || !*s)
+		return -1;
+	char *end;
+	if (s[0] == '-' && isdigit((unsigned char)s[1])) {
+		long long n = strtoll(s + 1, &end, 10);
+		int64_t unit;
+		if (!strcmp(end, "s")) unit = 1;
+		else if (!strcmp(end, "m")) unit = 60;
+		else if (!strcmp(end, "h")) unit = 3600;
+		else if (!strcmp(end, "d")) unit = 86400;
+		else return -1;
+		return vault_now_ns() - (int64_t)n * unit * 1000000000LL;
+	}
+	int all_digits = 1;
+	for (const char *p = s; *p; p++)
+		all_digits &= isdigit((unsigned char)*p) != 0;
+	if (all_digits) {
+		long long v = strtoll(s, &end, 10);
+		return (int64_t)v * 1000000000LL;
+	}
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *rest = strptime(s, "%Y-%m-%d", &tm);
+	if (!rest)
+		return -1;
+	if (*rest == 'T' || *rest == ' ') {
+		rest = strptime(rest + 1, "%H:%M:%S", &tm);
+		if (!rest)
+			return -1;
+	}
+	if (*rest == 'Z')
+		rest++;
+	if (*rest)
+		return -1;
+	time_t t = timegm(&tm);
+	return (int64_t)t * 1000000000LL;
+}
+
+void ctl_format_time(int64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char base[32];
+	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03dZ", base, (int)((ns / 1000000) % 1000));
+}
+
+int ctl_begin(struct ctl *c)
+{
+	struct vault_err e = { 0 };
+	if (!ctl_db(c))
+		return 1;
+	if (vault_db_begin(c->db, &e) < 0)
+		return ctl_verr(&e);
+	return 0;
+}
+
+int ctl_end(struct ctl *c, int rc, const struct vault_err *e, const char *event, const char *path)
+{
+	struct vault_err e2 = { 0 };
+	if (rc < 0) {
+		vault_db_rollback(c->db);
+		return ctl_verr(e);
+	}
+	struct audit_row r;
+	ctl_admin_row(&r, event, path);
+	if (audit_append(c->db, &r, 1, &e2) < 0 || vault_db_commit(c->db, &e2) < 0) {
+		vault_db_rollback(c->db);
+		return ctl_verr(&e2);
+	}
+	return 0;
+}
+
+int ctl_opt(const char *verb, int argc, char **argv, int *i, const char *name, const char **val)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i];
+	if (strncmp(a, name, n))
+		return 0;
+	if (a[n] == '=') {
+		*val = a + n + 1;
+		return 1;
+	}
+	if (a[n])
+		return 0;
+	if (*i + 1 >= argc) {
+		ctl_usage(verb, "option %s needs a value", name);
+		return -1;
+	}
+	*val = argv[++*i];
+	return 1;
+}
+
+int ctl_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return 1;
+	return 0;
+}
+
+int ctl_help(const char *text)
+{
+	fputs(text, stdout);
+	return 0;
+}

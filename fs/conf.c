@@ -1,0 +1,102 @@
+/* conf.c - scopeholdfs's command line (fuse_opt_parse with an offsetof
+ * table) and config file; the command line overrides the file. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs.h"
+
+#define OPT(t, p) { t, offsetof(struct fs_opts, p), 1 }
+static const struct fuse_opt fs_optspec[] = {
+	{ "-c %s", offsetof(struct fs_opts, config), 0 },
+	OPT("--config=%s", config),
+	OPT("--db=%s", db),
+	OPT("--key-file=%s", key_file),
+	OPT("--max-threads=%d", max_threads),
+	OPT("-f", foreground),
+	OPT("-d", debug),
+	OPT("-h", show_help),
+	OPT("--help", show_help),
+	OPT("-V", show_version),
+	OPT("--version", show_version),
+	FUSE_OPT_END
+};
+
+static const char usage[] =
+"usage: scopeholdfs [-c CONFIG] [--db=PATH] [--key-file=PATH] [-f] [-o FUSE-OPTIONS] [MOUNTPOINT]\n"
+"\n"
+"Mount the ScopeHold secrets filesystem: each calling process sees /PROVIDER/KEY\n"
+"files only for the secrets granted to the agent it resolves to.\n"
+"\n"
+"  -c, --config=FILE    config file (default $SCOPEHOLD_CONFIG or " VAULT_DEFAULT_CONFIG ")\n"
+"  --db=PATH            database (default [vault] db, or " VAULT_DEFAULT_DB ")\n"
+"  --key-file=PATH      master key file (default [vault] key_file,\n"
+"                       $CREDENTIALS_DIRECTORY/master.key, or " VAULT_DEFAULT_KEY ")\n"
+"  -f                   stay in the foreground, log to stderr\n"
+"  -d                   FUSE debug output (implies -f; shows no values)\n"
+"  -o OPTS              extra mount options; ro,nodev,nosuid,noexec,allow_other are always set\n"
+"  --max-threads=N      FUSE worker threads (default 32)\n"
+"  -h, --help           this text;  -V, --version  the version\n"
+"\n"
+"MOUNTPOINT defaults to [fs] mountpoint, or " VAULT_DEFAULT_MOUNT ".\n"
+"Runs as root, in the host's pid and cgroup namespaces.\n";
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct fs_opts *o = data;
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		if (o->show_help == 0 && o->show_version == 0 && arg[0] != '-') {
+			static int have_mp;
+			if (have_mp) {
+				fprintf(stderr, "scopeholdfs: unexpected argument '%s' (one MOUNTPOINT only)\n", arg);
+				return -1;
+			}
+			have_mp = 1;
+		}
+		return 1; /* keep: fuse_parse_cmdline reads the mountpoint */
+	}
+	return 1;
+}
+
+int fs_conf(struct fuse_args *args, struct fs_opts *o, struct vault_config *cfg)
+{
+	struct vault_err e = { 0 };
+	memset(o, 0, sizeof *o);
+	if (fuse_opt_parse(args, o, fs_optspec, opt_proc) < 0)
+		return -1;
+	if (o->show_help) {
+		fputs(usage, stdout);
+		return 1;
+	}
+	if (o->show_version) {
+		printf("scopeholdfs 0.1.0 (libfuse %d)\n", fuse_version());
+		return 1;
+	}
+	if (vault_config_load(cfg, o->config, &e) < 0) {
+		fprintf(stderr, "scopeholdfs: %s\n", e.msg);
+		return -1;
+	}
+	if (o->db && snprintf(cfg->db, sizeof cfg->db, "%s", o->db) >= (int)sizeof cfg->db)
+		goto toolong;
+	if (o->key_file && snprintf(cfg->key_file, sizeof cfg->key_file, "%s", o->key_file) >= (int)sizeof cfg->key_file)
+		goto toolong;
+	if (o->max_threads == 0)
+		o->max_threads = 32;
+	if (o->max_threads < 1 || o->max_threads > 1024) {
+		fprintf(stderr, "scopeholdfs: --max-threads must be between 1 and 1024\n");
+		return -1;
+	}
+	return 0;
+toolong:
+	fprintf(stderr, "scopeholdfs: a path given on the command line is too long\n");
+	return -1;
+}
+
+void fs_opts_free(struct fs_opts *o)
+{
+	free(o->config);
+	free(o->db);
+	free(o->key_file);
+	o->config = o->db = o->key_file = NULL;
+}

@@ -1,0 +1,57 @@
+/* fs.h - the scopeholdfs daemon: options, the shared state of the FUSE
+ * operations, and the operations table. */
+#ifndef SCOPEHOLD_FS_H
+#define SCOPEHOLD_FS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <fuse_lowlevel.h>
+
+#include "acl/acl.h"
+#include "acl/audit.h"
+#include "vault/config.h"
+
+/* Node ids: the kind in the top byte, the database id below. Stable per
+ * name: ids are never reused (AUTOINCREMENT). */
+#define FS_INO_ROOT FUSE_ROOT_ID
+#define FS_INO_META 2ULL   /* /.scopehold */
+#define FS_INO_WHOAMI 3ULL /* /.scopehold/whoami */
+#define FS_INO_PROVIDER (1ULL << 56)
+#define FS_INO_SECRET (2ULL << 56)
+#define FS_INO_KIND(ino) ((ino) & (0xffULL << 56))
+#define FS_INO_ID(ino) ((int64_t)((ino) & ((1ULL << 56) - 1)))
+
+struct fs_opts {
+	char *config;
+	char *db;
+	char *key_file;
+	int foreground;
+	int debug;
+	int show_help;
+	int show_version;
+	int max_threads;
+};
+
+struct fs_state {
+	struct vault_config cfg;
+	struct vault_key *key;
+	struct audit_writer *audit;
+	pthread_key_t tls;          /* per-thread connection and buffer */
+	atomic_int audit_failing;   /* 1 after the first failed audit commit was logged */
+};
+
+/* Parse argv into opts (fuse_opt_parse), leaving FUSE's own in args. The
+ * config file is then loaded into cfg and the command line overrides it.
+ * Returns 0, 1 when help/version was printed, -1 after printing an error. */
+int fs_conf(struct fuse_args *args, struct fs_opts *opts, struct vault_config *cfg);
+/* Free the strings fuse_opt_parse duplicated into opts. */
+void fs_opts_free(struct fs_opts *opts);
+
+/* The low-level operations; userdata is a struct fs_state. */
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* Per-thread resources: release them (called at thread exit). */
+void fs_tls_free(void *p);
+
+#endif

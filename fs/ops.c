@@ -1,0 +1,650 @@
+/* ops.c - the FUSE low-level operations of scopeholdfs: each caller sees
+ * /PROVIDER/KEY only for its effective grants, decided on every request.
+ *
+ * MUST:
+ * - decide lookup/getattr/readdir/open from the request's own caller, read
+ *   from /proc inside the handler, before the reply; deny on any failure;
+ * - answer ENOENT for everything not granted, so nothing leaks that a secret
+ *   exists;
+ * - keep every kernel cache off: timeouts 0, direct_io, no keep_cache,
+ *   READDIRPLUS off;
+ * - pin the version at open and answer read from the handle, not from
+ *   whoever sends the READ;
+ * - commit the audit row of an open before replying, or fail it with EIO;
+ * - decrypt into locked per-thread memory and wipe it after the reply. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "fs/fs.h"
+
+/* What each worker thread keeps: its own connection and a locked buffer. */
+struct fs_tls {
+	struct vault_db *db;
+	uint8_t *buf;   /* sodium_malloc'd, for plaintext */
+	size_t cap;
+};
+
+void fs_tls_free(void *p)
+{
+	struct fs_tls *t = p;
+	if (!t)
+		return;
+	vault_db_close(t->db);
+	sodium_free(t->buf);
+	free(t);
+}
+
+static struct fs_state *state(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* This thread's connection, opened on first use (after any fork). */
+static struct vault_db *tdb(struct fs_state *fs)
+{
+	struct fs_tls *t = pthread_getspecific(fs->tls);
+	if (!t) {
+		t = calloc(1, sizeof *t);
+		if (!t)
+			return NULL;
+		pthread_setspecific(fs->tls, t);
+	}
+	if (!t->db) {
+		struct vault_err e = { 0 };
+		t->db = vault_db_open(fs->cfg.db, VAULT_DB_NOMIGRATE, &e);
+		if (!t->db)
+			fprintf(stderr, "scopeholdfs: %s\n", e.msg);
+	}
+	return t->db;
+}
+
+/* A locked buffer of at least n bytes for this thread; NULL on failure. */
+static uint8_t *tbuf(struct fs_state *fs, size_t n)
+{
+	struct fs_tls *t = pthread_getspecific(fs->tls);
+	if (!t)
+		return NULL;
+	if (t->cap < n || !t->buf) {
+		size_t cap = n < 4096 ? 4096 : n;
+		uint8_t *b = sodium_malloc(cap);
+		if (!b)
+			return NULL;
+		sodium_free(t->buf);
+		t->buf = b;
+		t->cap = cap;
+	}
+	return t->buf;
+}
+
+/* ---- the caller --------------------------------------------------------- */
+
+struct caller {
+	const struct fuse_ctx *ctx;
+	struct vault_db *db;
+	struct acl_who who;
+};
+
+/* Resolve the request's caller. 0 when an agent resolved; -1 otherwise
+ * (who says why; c->db is NULL when the database could not be opened). */
+static int caller_get(fuse_req_t req, struct caller *c)
+{
+	struct fs_state *fs = state(req);
+	c->ctx = fuse_req_ctx(req);
+	c->db = tdb(fs);
+	if (!c->db) {
+		memset(&c->who, 0, sizeof c->who);
+		c->who.result = ACL_WHO_ERROR;
+		snprintf(c->who.reason, sizeof c->who.reason, "database unavailable");
+		return -1;
+	}
+	return acl_resolve(c->db, fs->cfg.proc_root, c->ctx->uid, c->ctx->pid, 0, &c->who);
+}
+
+static const char *who_result(const struct acl_who *w)
+{
+	switch (w->result) {
+	case ACL_WHO_AGENT: return "granted";
+	case ACL_WHO_NONE: return "unknown-caller";
+	case ACL_WHO_AMBIGUOUS: return "ambiguous";
+	case ACL_WHO_ERROR: break;
+	}
+	return "error";
+}
+
+/* Audit one event of a caller. wait: return only after the commit. */
+static int audit(fuse_req_t req, const struct caller *c, const char *event, const char *result,
+		 const char *reason, const struct vault_secret *s, int wait)
+{
+	struct fs_state *fs = state(req);
+	const struct acl_labels *l = &c->who.labels;
+	char path[2 * VAULT_NAME_MAX + 2] = "";
+	if (s && s->provider[0])
+		snprintf(path, sizeof path, "%s/%s", s->provider, s->key);
+	struct audit_row r = {
+		.event = event,
+		.result = result,
+		.reason = reason,
+		.agent = c->who.result == ACL_WHO_AGENT ? c->who.agent.name : NULL,
+		.uid = c->ctx->uid,
+		.gid = c->ctx->gid,
+		.pid = c->ctx->pid,
+		.tgid = l->tgid ? l->tgid : -1,
+		.sudo_uid = -1,
+		.exe = (l->have & ACL_L_EXE) ? l->exe : NULL,
+		.cgroup = (l->have & ACL_L_CGROUP) ? l->cgroup : NULL,
+		.lsm = (l->have & ACL_L_LSM) ? l->lsm : NULL,
+		.path = path[0] ? path : NULL,
+		.secret_id = s ? s->id : 0,
+		.version = s ? s->version : 0,
+		.count = 1,
+	};
+	if (audit_writer_submit(fs->audit, &r, wait) == 0) {
+		if (wait && atomic_exchange(&fs->audit_failing, 0))
+			fprintf(stderr, "scopeholdfs: audit store writable again; opens resume\n");
+		return 0;
+	}
+	if (wait && !atomic_exchange(&fs->audit_failing, 1)) {
+		const char *why = audit_writer_error(fs->audit);
+		fprintf(stderr, "scopeholdfs: cannot write audit rows (%s); every open fails with EIO until this is fixed\n",
+			why ? why : "queue full");
+	}
+	return -1;
+}
+
+/* ---- attributes --------------------------------------------------------- */
+
+static void attr_dir(struct stat *st, fuse_ino_t ino, const struct fuse_ctx *ctx)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = ino;
+	st->st_mode = S_IFDIR | 0500;
+	st->st_nlink = 2;
+	st->st_uid = ctx->uid;
+	st->st_gid = ctx->gid;
+}
+
+static void attr_file(struct stat *st, fuse_ino_t ino, off_t size, int64_t mtime_ns,
+		      const struct fuse_ctx *ctx)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = ino;
+	st->st_mode = S_IFREG | 0400;
+	st->st_nlink = 1;
+	st->st_uid = ctx->uid;
+	st->st_gid = ctx->gid;
+	st->st_size = size;
+	st->st_mtim.tv_sec = mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = mtime_ns % 1000000000;
+	st->st_ctim = st->st_mtim;
+	st->st_atim = st->st_mtim;
+}
+
+static void reply_entry(fuse_req_t req, const struct stat *st)
+{
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof e);
+	e.ino = st->st_ino;
+	e.attr = *st;
+	e.attr_timeout = 0;
+	e.entry_timeout = 0;
+	fuse_reply_entry(req, &e);
+}
+
+/* ---- /.scopehold/whoami ------------------------------------------------- */
+
+/* The caller's own resolution as text; never a value. Returns its length. */
+static size_t whoami_text(const struct caller *c, char *buf, size_t len)
+{
+	const struct acl_who *w = &c->who;
+	const struct acl_labels *l = &w->labels;
+	int n = snprintf(buf, len,
+			 "agent: %s\nproject: %s\nresult: %s\nreason: %s\nuid: %u\ngid: %u\npid: %d\ntgid: %d\n"
+			 "cgroup: %s\nexe: %s\nlsm: %s\n",
+			 w->result == ACL_WHO_AGENT ? w->agent.name : "-",
+			 w->result == ACL_WHO_AGENT ? w->agent.project : "-",
+			 who_result(w), w->reason, (unsigned)c->ctx->uid, (unsigned)c->ctx->gid,
+			 (int)c->ctx->pid, (int)l->tgid,
+			 (l->have & ACL_L_CGROUP) ? l->cgroup : "-",
+			 (l->have & ACL_L_EXE) ? l->exe : "-",
+			 (l->have & ACL_L_LSM) ? l->lsm : "-");
+	if (n < 0)
+		return 0;
+	return (size_t)n < len ? (size_t)n : len - 1;
+}
+
+#define WHOAMI_MAX 4096
+
+/* ---- operations --------------------------------------------------------- */
+
+static void sh_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* The kernel must not answer one caller from another's lookups. */
+	conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+/* 1 when key names a secret under provider_id (denied lookups are audited). */
+static int secret_exists(struct vault_db *db, int64_t provider_id, const char *key, struct vault_secret *s)
+{
+	struct vault_err e;
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT s.id, s.version, p.name FROM secrets s JOIN providers p"
+					     " ON p.id = s.provider_id WHERE s.provider_id = ? AND s.key = ?", &e);
+	if (!st)
+		return 0;
+	sqlite3_bind_int64(st, 1, provider_id);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found) {
+		s->id = sqlite3_column_int64(st, 0);
+		s->version = sqlite3_column_int64(st, 1);
+		snprintf(s->provider, sizeof s->provider, "%s", (const char *)sqlite3_column_text(st, 2));
+		snprintf(s->key, sizeof s->key, "%s", key);
+	}
+	sqlite3_reset(st);
+	return found;
+}
+
+static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct caller c;
+	struct stat st;
+	struct vault_err e;
+	if (strlen(name) > VAULT_NAME_MAX) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (parent == FS_INO_ROOT && !strcmp(name, ".scopehold")) {
+		attr_dir(&st, FS_INO_META, fuse_req_ctx(req));
+		reply_entry(req, &st);
+		return;
+	}
+	if (parent == FS_INO_META) {
+		if (strcmp(name, "whoami")) {
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		char text[WHOAMI_MAX];
+		caller_get(req, &c);
+		attr_file(&st, FS_INO_WHOAMI, (off_t)whoami_text(&c, text, sizeof text), 0, c.ctx);
+		reply_entry(req, &st);
+		return;
+	}
+	if (caller_get(req, &c) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (parent == FS_INO_ROOT) {
+		int64_t pid;
+		if (acl_view_provider(c.db, &c.who.agent, name, &pid, &e) != 1) {
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		attr_dir(&st, FS_INO_PROVIDER | (fuse_ino_t)pid, c.ctx);
+		reply_entry(req, &st);
+		return;
+	}
+	if (FS_INO_KIND(parent) == FS_INO_PROVIDER) {
+		struct vault_secret s;
+		memset(&s, 0, sizeof s);
+		if (!secret_exists(c.db, FS_INO_ID(parent), name, &s)) {
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		int ok = acl_view_secret(c.db, &c.who.agent, s.id, &s, &e);
+		if (ok != 1) {
+			audit(req, &c, "lookup", ok < 0 ? "error" : "denied",
+			      ok < 0 ? "database error" : "not granted", &s, 0);
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		attr_file(&st, FS_INO_SECRET | (fuse_ino_t)s.id, s.len, s.created_ns, c.ctx);
+		reply_entry(req, &st);
+		return;
+	}
+	fuse_reply_err(req, ENOENT);
+}
+
+static int provider_of(struct caller *c, int64_t pid)
+{
+	struct vault_err e;
+	sqlite3_stmt *st = vault_db_stmt(c->db, "SELECT name FROM providers WHERE id = ?", &e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, pid);
+	char name[VAULT_NAME_MAX + 1] = "";
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(name, sizeof name, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	int64_t got = 0;
+	return name[0] && acl_view_provider(c->db, &c->who.agent, name, &got, &e) == 1 && got == pid ? 1 : 0;
+}
+
+static void sh_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct caller c;
+	struct stat st;
+	struct vault_err e;
+	if (ino == FS_INO_ROOT || ino == FS_INO_META) {
+		attr_dir(&st, ino, fuse_req_ctx(req));
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
+	if (ino == FS_INO_WHOAMI) {
+		char text[WHOAMI_MAX];
+		caller_get(req, &c);
+		attr_file(&st, ino, (off_t)whoami_text(&c, text, sizeof text), 0, c.ctx);
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
+	if (caller_get(req, &c) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (FS_INO_KIND(ino) == FS_INO_PROVIDER && provider_of(&c, FS_INO_ID(ino)) == 1) {
+		attr_dir(&st, ino, c.ctx);
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
+	struct vault_secret s;
+	if (FS_INO_KIND(ino) == FS_INO_SECRET &&
+	    acl_view_secret(c.db, &c.who.agent, FS_INO_ID(ino), &s, &e) == 1) {
+		attr_file(&st, ino, s.len, s.created_ns, c.ctx);
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
+	fuse_reply_err(req, ENOENT);
+}
+
+/* A directory listing built at opendir: one snapshot for the whole read. */
+struct dirbuf {
+	fuse_req_t req;
+	char *p;
+	size_t len, cap;
+	int failed;
+};
+
+static void dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino, mode_t mode)
+{
+	struct stat st = { .st_ino = ino, .st_mode = mode };
+	size_t need = fuse_add_direntry(d->req, NULL, 0, name, NULL, 0);
+	if (d->len + need > d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 4096;
+		while (cap < d->len + need)
+			cap *= 2;
+		char *p = realloc(d->p, cap);
+		if (!p) {
+			d->failed = 1;
+			return;
+		}
+		d->p = p;
+		d->cap = cap;
+	}
+	fuse_add_direntry(d->req, d->p + d->len, need, name, &st, (off_t)(d->len + need));
+	d->len += need;
+}
+
+static int dir_provider(void *arg, int64_t id, const char *name)
+{
+	struct dirbuf *d = arg;
+	dir_add(d, name, FS_INO_PROVIDER | (fuse_ino_t)id, S_IFDIR);
+	return d->failed;
+}
+
+static int dir_key(void *arg, const struct vault_secret *s)
+{
+	struct dirbuf *d = arg;
+	dir_add(d, s->key, FS_INO_SECRET | (fuse_ino_t)s->id, S_IFREG);
+	return d->failed;
+}
+
+static void sh_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct caller c;
+	struct vault_err e;
+	struct dirbuf *d = calloc(1, sizeof *d);
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	d->req = req;
+	int rc = 0;
+	if (ino == FS_INO_META) {
+		dir_add(d, ".", ino, S_IFDIR);
+		dir_add(d, "..", FS_INO_ROOT, S_IFDIR);
+		dir_add(d, "whoami", FS_INO_WHOAMI, S_IFREG);
+	} else if (ino == FS_INO_ROOT) {
+		dir_add(d, ".", ino, S_IFDIR);
+		dir_add(d, "..", ino, S_IFDIR);
+		if (caller_get(req, &c) == 0)
+			rc = acl_view_providers(c.db, &c.who.agent, dir_provider, d, &e);
+	} else if (FS_INO_KIND(ino) == FS_INO_PROVIDER) {
+		if (caller_get(req, &c) < 0 || provider_of(&c, FS_INO_ID(ino)) != 1) {
+			free(d);
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		dir_add(d, ".", ino, S_IFDIR);
+		dir_add(d, "..", FS_INO_ROOT, S_IFDIR);
+		rc = acl_view_keys(c.db, &c.who.agent, FS_INO_ID(ino), dir_key, d, &e);
+	} else {
+		free(d);
+		fuse_reply_err(req, FS_INO_KIND(ino) == FS_INO_SECRET ? ENOTDIR : ENOENT);
+		return;
+	}
+	if (rc < 0 || d->failed) {
+		free(d->p);
+		free(d);
+		fuse_reply_err(req, rc < 0 ? EIO : ENOMEM);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->keep_cache = 0;
+	fi->cache_readdir = 0;
+	fuse_reply_open(req, fi);
+}
+
+/* The kernel's dirent record as fuse_add_direntry lays it out; `off` is
+ * the offset of the next record, which dir_add sets. */
+struct dirent_rec {
+	uint64_t ino, off;
+	uint32_t namelen, type;
+};
+
+static void sh_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct dirbuf *d = (struct dirbuf *)(uintptr_t)fi->fh;
+	if (off < 0 || (size_t)off >= d->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	/* Reply whole records only, as many as fit in size. */
+	size_t pos = (size_t)off;
+	while (pos < d->len) {
+		const struct dirent_rec *rec = (const void *)(d->p + pos);
+		if ((size_t)rec->off - (size_t)off > size)
+			break;
+		pos = (size_t)rec->off;
+	}
+	fuse_reply_buf(req, d->p + off, pos - (size_t)off);
+}
+
+static void sh_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirbuf *d = (struct dirbuf *)(uintptr_t)fi->fh;
+	free(d->p);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* An open file: the sealed version pinned at open, or the whoami text. */
+struct handle {
+	int whoami;
+	struct vault_sealed sealed;
+	size_t len;
+	char text[];
+};
+
+static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct caller c;
+	struct vault_err e;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_APPEND | O_CREAT))) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	if (ino == FS_INO_WHOAMI) {
+		struct handle *h = calloc(1, sizeof *h + WHOAMI_MAX);
+		if (!h) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		caller_get(req, &c);
+		h->whoami = 1;
+		h->len = whoami_text(&c, h->text, WHOAMI_MAX);
+		fi->fh = (uint64_t)(uintptr_t)h;
+		fi->direct_io = 1;
+		fi->keep_cache = 0;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	if (FS_INO_KIND(ino) != FS_INO_SECRET) {
+		fuse_reply_err(req, ino == FS_INO_ROOT || FS_INO_KIND(ino) == FS_INO_PROVIDER ? EISDIR : ENOENT);
+		return;
+	}
+	struct vault_secret s;
+	memset(&s, 0, sizeof s);
+	s.id = FS_INO_ID(ino);
+	if (caller_get(req, &c) < 0) {
+		if (!c.db) {
+			fuse_reply_err(req, EIO);
+			return;
+		}
+		int err = audit(req, &c, "open", who_result(&c.who), c.who.reason, &s, 1) < 0 ? EIO : ENOENT;
+		fuse_reply_err(req, err);
+		return;
+	}
+	int ok = acl_view_secret(c.db, &c.who.agent, s.id, &s, &e);
+	if (ok != 1) {
+		int err = ok < 0 ? EIO : ENOENT;
+		if (audit(req, &c, "open", ok < 0 ? "error" : "denied", ok < 0 ? e.msg : "not granted", &s, 1) < 0)
+			err = EIO;
+		fuse_reply_err(req, err);
+		return;
+	}
+	struct handle *h = calloc(1, sizeof *h);
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (vault_sealed_load(c.db, s.id, s.version, &h->sealed, &e) != 1) {
+		audit(req, &c, "open", "error", "version missing", &s, 1);
+		free(h);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	h->len = (size_t)s.len;
+	if (audit(req, &c, "open", "granted", NULL, &s, 1) < 0) {
+		vault_sealed_clear(&h->sealed);
+		free(h);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	fi->noflush = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs_state *fs = state(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	if (off < 0 || (size_t)off >= h->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	size_t n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
+	if (h->whoami) {
+		fuse_reply_buf(req, h->text + off, n);
+		return;
+	}
+	struct vault_err e;
+	uint8_t *pt = tdb(fs) ? tbuf(fs, h->len) : NULL;
+	if (!pt) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (vault_sealed_open(fs->key, &h->sealed, pt, &e) < 0) {
+		fprintf(stderr, "scopeholdfs: %s\n", e.msg);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fuse_reply_buf(req, (const char *)pt + off, n);
+	sodium_memzero(pt, h->len);
+}
+
+static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	vault_sealed_clear(&h->sealed);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void sh_rofs(fuse_req_t req)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void sh_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi) { sh_rofs(req); }
+static void sh_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev) { sh_rofs(req); }
+static void sh_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) { sh_rofs(req); }
+static void sh_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) { sh_rofs(req); }
+static void sh_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name) { sh_rofs(req); }
+static void sh_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags) { sh_rofs(req); }
+static void sh_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname) { sh_rofs(req); }
+static void sh_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi) { sh_rofs(req); }
+static void sh_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi) { sh_rofs(req); }
+static void sh_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags) { sh_rofs(req); }
+static void sh_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) { sh_rofs(req); }
+
+const struct fuse_lowlevel_ops fs_ops = {
+	.init = sh_init,
+	.lookup = sh_lookup,
+	.getattr = sh_getattr,
+	.opendir = sh_opendir,
+	.readdir = sh_readdir,
+	.releasedir = sh_releasedir,
+	.open = sh_open,
+	.read = sh_read,
+	.release = sh_release,
+	.setattr = sh_setattr,
+	.mknod = sh_mknod,
+	.mkdir = sh_mkdir,
+	.unlink = sh_unlink,
+	.rmdir = sh_unlink,
+	.symlink = sh_symlink,
+	.rename = sh_rename,
+	.link = sh_link,
+	.write = sh_write,
+	.create = sh_create,
+	.setxattr = sh_setxattr,
+	.removexattr = sh_removexattr,
+};

@@ -1,0 +1,330 @@
+/* test_vault.c - sealing, keys and the database: round trips, tampered or
+ * moved ciphertexts, wrong keys, file permission checks, size caps. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "tests/unit/helpers.h"
+
+static int setup(void **state)
+{
+	*state = th_vault_new();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	th_vault_free(*state);
+	return 0;
+}
+
+/* put value as provider/key, then load the current version and open it */
+static void put_and_read(struct tvault *v, const char *p, const char *k, const uint8_t *val, size_t len)
+{
+	struct vault_err e = { 0 };
+	int64_t ver = 0;
+	if (vault_secret_put(v->db, v->key, p, k, val, len, 1, &ver, &e) < 0)
+		fail_msg("put: %s", e.msg);
+	struct vault_secret s;
+	assert_int_equal(vault_secret_find(v->db, p, k, &s, &e), 1);
+	assert_int_equal(s.version, ver);
+	assert_int_equal(s.len, (int64_t)len);
+	struct vault_sealed sl;
+	assert_int_equal(vault_sealed_load(v->db, s.id, s.version, &sl, &e), 1);
+	uint8_t *pt = malloc(len + 1);
+	assert_int_equal(vault_sealed_open(v->key, &sl, pt, &e), 0);
+	assert_memory_equal(pt, val, len);
+	free(pt);
+	vault_sealed_clear(&sl);
+}
+
+static void test_roundtrip_sizes(void **state)
+{
+	struct tvault *v = *state;
+	const uint8_t small[] = "sk_test_4eC39HqLyjWDarjtT1zdp7dc";
+	put_and_read(v, "stripe", "test_key", small, sizeof small - 1);
+	put_and_read(v, "stripe", "empty", (const uint8_t *)"", 0);
+	uint8_t *big = malloc(VAULT_VALUE_MAX);
+	randombytes_buf(big, VAULT_VALUE_MAX);
+	put_and_read(v, "stripe", "big", big, VAULT_VALUE_MAX);
+	free(big);
+}
+
+static void test_over_cap_refused(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	uint8_t *big = calloc(1, VAULT_VALUE_MAX + 1);
+	assert_int_equal(vault_secret_put(v->db, v->key, "stripe", "huge", big, VAULT_VALUE_MAX + 1, 1, NULL, &e), -1);
+	assert_int_equal(e.code, VAULT_EINVAL);
+	assert_non_null(strstr(e.msg, "limit"));
+	struct vault_secret s;
+	assert_int_equal(vault_secret_find(v->db, "stripe", "huge", &s, &e), 0);
+	free(big);
+}
+
+static void test_versions_and_ad(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	int64_t v1, v2;
+	assert_int_equal(vault_secret_put(v->db, v->key, "gh", "token", (const uint8_t *)"one", 3, 1, &v1, &e), 0);
+	assert_int_equal(vault_secret_put(v->db, v->key, "gh", "token", (const uint8_t *)"two!", 4, 1, &v2, &e), 0);
+	assert_int_equal(v1, 1);
+	assert_int_equal(v2, 2);
+	struct vault_secret s;
+	assert_int_equal(vault_secret_find(v->db, "gh", "token", &s, &e), 1);
+	struct vault_sealed sl;
+	uint8_t pt[8];
+	assert_int_equal(vault_sealed_load(v->db, s.id, 1, &sl, &e), 1);
+	assert_int_equal(vault_sealed_open(v->key, &sl, pt, &e), 0);
+	assert_memory_equal(pt, "one", 3);
+
+	/* the same ciphertext claimed by another version, secret or name fails */
+	struct vault_sealed moved = sl;
+	moved.ad.version = 2;
+	assert_int_equal(vault_sealed_open(v->key, &moved, pt, &e), -1);
+	assert_int_equal(e.code, VAULT_ECRYPTO);
+	moved = sl;
+	moved.ad.secret_id = s.id + 1;
+	assert_int_equal(vault_sealed_open(v->key, &moved, pt, &e), -1);
+	moved = sl;
+	strcpy(moved.key, "tokem");
+	assert_int_equal(vault_sealed_open(v->key, &moved, pt, &e), -1);
+	moved = sl;
+	strcpy(moved.provider, "gi");
+	assert_int_equal(vault_sealed_open(v->key, &moved, pt, &e), -1);
+	/* a flipped bit fails */
+	sl.ct[0] ^= 1;
+	assert_int_equal(vault_sealed_open(v->key, &sl, pt, &e), -1);
+	vault_sealed_clear(&sl);
+}
+
+/* A ciphertext copied in the database to another row does not decrypt. */
+static void test_row_copy_fails(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	assert_int_equal(vault_secret_put(v->db, v->key, "a", "one", (const uint8_t *)"AAAA", 4, 1, NULL, &e), 0);
+	assert_int_equal(vault_secret_put(v->db, v->key, "a", "two", (const uint8_t *)"BBBB", 4, 1, NULL, &e), 0);
+	struct vault_secret one, two;
+	assert_int_equal(vault_secret_find(v->db, "a", "one", &one, &e), 1);
+	assert_int_equal(vault_secret_find(v->db, "a", "two", &two, &e), 1);
+	char sql[256];
+	snprintf(sql, sizeof sql,
+		 "UPDATE secret_versions SET (nonce, ct) = (SELECT nonce, ct FROM secret_versions"
+		 " WHERE secret_id = %lld) WHERE secret_id = %lld", (long long)one.id, (long long)two.id);
+	assert_int_equal(sqlite3_exec(vault_db_handle(v->db), sql, NULL, NULL, NULL), SQLITE_OK);
+	struct vault_sealed sl;
+	uint8_t pt[8];
+	assert_int_equal(vault_sealed_load(v->db, two.id, 1, &sl, &e), 1);
+	assert_int_equal(vault_sealed_open(v->key, &sl, pt, &e), -1);
+	assert_int_equal(e.code, VAULT_ECRYPTO);
+	vault_sealed_clear(&sl);
+}
+
+static void write_file(const char *path, const void *buf, size_t len, mode_t mode)
+{
+	unlink(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	chmod(path, mode);
+}
+
+static void test_wrong_master_key(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	char other[PATH_MAX + 8];
+	snprintf(other, sizeof other, "%s/other.key", v->dir);
+	uint8_t k[VAULT_KEY_BYTES];
+	randombytes_buf(k, sizeof k);
+	write_file(other, k, sizeof k, 0400);
+	assert_null(vault_key_load(v->db, other, &e));
+	assert_int_equal(e.code, VAULT_ECRYPTO);
+	assert_null(strchr(e.msg, '\n'));
+	/* a key file of the wrong size */
+	write_file(other, k, 16, 0400);
+	assert_null(vault_key_load(v->db, other, &e));
+	assert_int_equal(e.code, VAULT_ECORRUPT);
+}
+
+static void test_key_file_checks(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	char path[PATH_MAX + 8];
+	snprintf(path, sizeof path, "%s/missing.key", v->dir);
+	assert_null(vault_key_load(v->db, path, &e));
+	assert_int_equal(e.code, VAULT_ENOENT);
+	assert_non_null(strstr(e.msg, path));
+
+	chmod(v->key_path, 0644);
+	assert_null(vault_key_load(v->db, v->key_path, &e));
+	assert_int_equal(e.code, VAULT_EPERM);
+	assert_non_null(strstr(e.msg, "chmod"));
+	assert_non_null(strstr(e.msg, v->key_path));
+	chmod(v->key_path, 0440);
+	assert_null(vault_key_load(v->db, v->key_path, &e));
+	chmod(v->key_path, 0400);
+	struct vault_key *k = vault_key_load(v->db, v->key_path, &e);
+	assert_non_null(k);
+	vault_key_free(k);
+
+	/* a symbolic link is refused */
+	snprintf(path, sizeof path, "%s/link.key", v->dir);
+	assert_int_equal(symlink(v->key_path, path), 0);
+	assert_null(vault_key_load(v->db, path, &e));
+	assert_int_equal(e.code, VAULT_EPERM);
+
+	/* init refuses an existing key file and an initialised database */
+	assert_int_equal(vault_key_init(v->db, v->key_path, &e), -1);
+	assert_int_equal(e.code, VAULT_EEXIST);
+}
+
+static void test_db_checks(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	chmod(v->db_path, 0644);
+	assert_null(vault_db_open(v->db_path, 0, &e));
+	assert_int_equal(e.code, VAULT_EPERM);
+	assert_non_null(strstr(e.msg, "chmod 600"));
+	chmod(v->db_path, 0600);
+
+	char path[PATH_MAX + 8];
+	snprintf(path, sizeof path, "%s/nope.db", v->dir);
+	assert_null(vault_db_open(path, 0, &e));
+	assert_int_equal(e.code, VAULT_ENOENT);
+	assert_non_null(strstr(e.msg, "scopeholdctl init"));
+
+	snprintf(path, sizeof path, "%s/corrupt.db", v->dir);
+	uint8_t junk[8192];
+	randombytes_buf(junk, sizeof junk);
+	write_file(path, junk, sizeof junk, 0600);
+	assert_null(vault_db_open(path, 0, &e));
+	assert_int_equal(e.code, VAULT_ECORRUPT);
+
+	/* a database written by a newer program is refused, not migrated */
+	assert_int_equal(sqlite3_exec(vault_db_handle(v->db),
+				      "UPDATE schema_version SET version = 99 WHERE module = 'vault'",
+				      NULL, NULL, NULL), SQLITE_OK);
+	assert_null(vault_db_open(v->db_path, 0, &e));
+	assert_int_equal(e.code, VAULT_ECORRUPT);
+	assert_non_null(strstr(e.msg, "newer"));
+}
+
+static void test_locked_db(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	sqlite3 *other;
+	assert_int_equal(sqlite3_open(v->db_path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	/* the writer waits its busy timeout, then says the database is locked */
+	assert_int_equal(vault_provider_add(v->db, "locked", &e), -1);
+	assert_int_equal(e.code, VAULT_EBUSY);
+	assert_non_null(strstr(e.msg, "locked"));
+	sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(other);
+	assert_int_equal(vault_provider_add(v->db, "locked", &e), 0);
+}
+
+static void test_rekey(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	assert_int_equal(vault_secret_put(v->db, v->key, "p", "k", (const uint8_t *)"value", 5, 1, NULL, &e), 0);
+	char old[PATH_MAX + 8];
+	snprintf(old, sizeof old, "%s.old", v->key_path);
+	if (vault_key_rekey(v->db, v->key_path, &e) < 0)
+		fail_msg("rekey: %s", e.msg);
+	/* the old key no longer opens the data key; the new one does, and
+	 * values sealed before still decrypt */
+	assert_null(vault_key_load(v->db, old, &e));
+	assert_int_equal(e.code, VAULT_ECRYPTO);
+	struct vault_key *k = vault_key_load(v->db, v->key_path, &e);
+	assert_non_null(k);
+	struct vault_secret s;
+	struct vault_sealed sl;
+	uint8_t pt[8];
+	assert_int_equal(vault_secret_find(v->db, "p", "k", &s, &e), 1);
+	assert_int_equal(vault_sealed_load(v->db, s.id, s.version, &sl, &e), 1);
+	assert_int_equal(vault_sealed_open(k, &sl, pt, &e), 0);
+	assert_memory_equal(pt, "value", 5);
+	vault_sealed_clear(&sl);
+	vault_key_free(k);
+	struct stat st;
+	assert_int_equal(stat(v->key_path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0400);
+}
+
+static void test_plaintext_not_in_file(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	const char *val = "plaintext-marker-7f3a9c1e5b";
+	assert_int_equal(vault_secret_put(v->db, v->key, "p", "marker", (const uint8_t *)val, strlen(val), 1, NULL, &e), 0);
+	sqlite3_exec(vault_db_handle(v->db), "PRAGMA wal_checkpoint(FULL)", NULL, NULL, NULL);
+	const char *suffix[] = { "", "-wal" };
+	for (int i = 0; i < 2; i++) {
+		char path[PATH_MAX + 8];
+		snprintf(path, sizeof path, "%s%s", v->db_path, suffix[i]);
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			continue;
+		static char buf[4 << 20];
+		size_t n = fread(buf, 1, sizeof buf, f);
+		fclose(f);
+		assert_null(memmem(buf, n, val, strlen(val)));
+	}
+}
+
+static void test_provider_rules(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	assert_int_equal(vault_provider_add(v->db, "openai", &e), 0);
+	assert_int_equal(vault_provider_add(v->db, "openai", &e), -1);
+	assert_int_equal(e.code, VAULT_EEXIST);
+	assert_int_equal(vault_secret_put(v->db, v->key, "nope", "k", (const uint8_t *)"x", 1, 0, NULL, &e), -1);
+	assert_int_equal(e.code, VAULT_ENOENT);
+	assert_non_null(strstr(e.msg, "provider add"));
+	assert_int_equal(vault_secret_put(v->db, v->key, "openai", "k", (const uint8_t *)"x", 1, 0, NULL, &e), 0);
+	assert_int_equal(vault_provider_rm(v->db, "openai", &e), -1);
+	assert_non_null(strstr(e.msg, "still has 1 secret"));
+	assert_int_equal(vault_secret_rm(v->db, "openai", "k", &e), 0);
+	assert_int_equal(vault_provider_rm(v->db, "openai", &e), 0);
+	assert_int_equal(vault_provider_rm(v->db, "openai", &e), -1);
+	assert_int_equal(e.code, VAULT_ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_roundtrip_sizes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_over_cap_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_versions_and_ad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_row_copy_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_master_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_file_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_db_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_locked_db, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plaintext_not_in_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_provider_rules, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

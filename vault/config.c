@@ -1,0 +1,88 @@
+/* config.c - read /etc/scopehold/scopehold.ini (or $SCOPEHOLD_CONFIG) with inih
+ * into struct vault_config. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "vault/config.h"
+
+struct parse {
+	struct vault_config *c;
+	char bad[256];
+};
+
+static int set_path(char *dst, const char *val)
+{
+	if (strlen(val) >= PATH_MAX)
+		return 0;
+	strcpy(dst, val);
+	return 1;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse *p = user;
+	struct vault_config *c = p->c;
+	int ok = 0;
+	if (!strcmp(section, "vault") && !strcmp(name, "db"))
+		ok = set_path(c->db, value);
+	else if (!strcmp(section, "vault") && !strcmp(name, "key_file"))
+		ok = set_path(c->key_file, value);
+	else if (!strcmp(section, "fs") && !strcmp(name, "mountpoint"))
+		ok = set_path(c->mountpoint, value);
+	else if (!strcmp(section, "identity") && !strcmp(name, "proc_root"))
+		ok = set_path(c->proc_root, value);
+	else if (!strcmp(section, "audit") && !strcmp(name, "sync")) {
+		if (!strcmp(value, "normal"))
+			c->audit_sync = VAULT_SYNC_NORMAL, ok = 1;
+		else if (!strcmp(value, "full"))
+			c->audit_sync = VAULT_SYNC_FULL, ok = 1;
+	} else if (!strcmp(section, "audit") && !strcmp(name, "queue")) {
+		char *end;
+		long n = strtol(value, &end, 10);
+		if (*value && !*end && n >= 1 && n <= 1000000)
+			c->audit_queue = (int)n, ok = 1;
+	}
+	if (!ok && !p->bad[0])
+		snprintf(p->bad, sizeof p->bad, "[%s] %s = '%.64s'", section, name, value);
+	return ok;
+}
+
+int vault_config_load(struct vault_config *c, const char *path, struct vault_err *e)
+{
+	memset(c, 0, sizeof *c);
+	strcpy(c->db, VAULT_DEFAULT_DB);
+	strcpy(c->mountpoint, VAULT_DEFAULT_MOUNT);
+	strcpy(c->proc_root, "/proc");
+	c->audit_sync = VAULT_SYNC_NORMAL;
+	c->audit_queue = 4096;
+
+	int explicit = 1;
+	if (!path || !*path)
+		path = getenv("SCOPEHOLD_CONFIG");
+	if (!path || !*path) {
+		path = VAULT_DEFAULT_CONFIG;
+		explicit = 0;
+	}
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT && !explicit)
+			return 0;
+		return vault_fail(e, errno == ENOENT ? VAULT_ENOENT : VAULT_EIO,
+				  "cannot read config file '%s': %s", path, strerror(errno));
+	}
+	struct parse p = { .c = c };
+	int line = ini_parse_file(f, handler, &p);
+	fclose(f);
+	if (line < 0)
+		return vault_fail(e, VAULT_EIO, "cannot read config file '%s'", path);
+	if (line > 0)
+		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d: unknown or invalid setting %s "
+				  "(known: [vault] db, key_file; [fs] mountpoint; [audit] sync = normal|full, queue; "
+				  "[identity] proc_root)", path, line, p.bad[0] ? p.bad : "");
+	return 0;
+}

@@ -1,0 +1,26 @@
+/* config.h - the settings both programs share: the ini file (inih) fills a
+ * struct vault_config, and each program's command line overrides it. */
+#ifndef SCOPEHOLD_CONFIG_H
+#define SCOPEHOLD_CONFIG_H
+
+#include <limits.h>
+
+#include "vault/vault.h"
+
+enum vault_sync { VAULT_SYNC_NORMAL = 0, VAULT_SYNC_FULL = 1 };
+
+struct vault_config {
+	char db[PATH_MAX];
+	char key_file[PATH_MAX];    /* empty: $CREDENTIALS_DIRECTORY or the default */
+	char mountpoint[PATH_MAX];
+	char proc_root[PATH_MAX];   /* "/proc" unless a test points elsewhere */
+	enum vault_sync audit_sync;
+	int audit_queue;            /* rows that may wait for the writer */
+};
+
+/* Defaults, then path (or $SCOPEHOLD_CONFIG, or the default file when it
+ * exists). An explicitly named file that is missing is an error; an unknown
+ * section or key is an error naming its line. */
+int vault_config_load(struct vault_config *c, const char *path, struct vault_err *e);
+
+#endif
