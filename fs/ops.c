@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -85,7 +86,9 @@ static uint8_t *tbuf(struct fs_state *fs, size_t n)
 /* ---- the caller --------------------------------------------------------- */
 
 struct caller {
-	const struct fuse_ctx *ctx;
+	struct fs_state *fs;
+	const struct fuse_ctx *ctx; /* points at own, valid after the reply */
+	struct fuse_ctx own;
 	struct vault_db *db;
 	struct acl_who who;
 };
@@ -95,7 +98,9 @@ struct caller {
 static int caller_get(fuse_req_t req, struct caller *c)
 {
 	struct fs_state *fs = state(req);
-	c->ctx = fuse_req_ctx(req);
+	c->fs = fs;
+	c->own = *fuse_req_ctx(req);
+	c->ctx = &c->own;
 	c->db = tdb(fs);
 	if (!c->db) {
 		memset(&c->who, 0, sizeof c->who);
@@ -117,11 +122,12 @@ static const char *who_result(const struct acl_who *w)
 	return "error";
 }
 
-/* Audit one event of a caller. wait: return only after the commit. */
-static int audit(fuse_req_t req, const struct caller *c, const char *event, const char *result,
+/* Audit one event of a caller. wait: return only after the commit. Needs
+ * no request: it may follow the reply. */
+static int audit(const struct caller *c, const char *event, const char *result,
 		 const char *reason, const struct vault_secret *s, int wait)
 {
-	struct fs_state *fs = state(req);
+	struct fs_state *fs = c->fs;
 	const struct acl_labels *l = &c->who.labels;
 	char path[2 * VAULT_NAME_MAX + 2] = "";
 	if (s && s->provider[0])
@@ -159,9 +165,13 @@ static int audit(fuse_req_t req, const struct caller *c, const char *event, cons
 
 /* ---- attributes --------------------------------------------------------- */
 
+/* Directories carry the time the daemon started. */
+static struct timespec started;
+
 static void attr_dir(struct stat *st, fuse_ino_t ino, const struct fuse_ctx *ctx)
 {
 	memset(st, 0, sizeof *st);
+	st->st_mtim = st->st_ctim = st->st_atim = started;
 	st->st_ino = ino;
 	st->st_mode = S_IFDIR | 0500;
 	st->st_nlink = 2;
@@ -227,6 +237,7 @@ static void sh_init(void *userdata, struct fuse_conn_info *conn)
 	/* The kernel must not answer one caller from another's lookups. */
 	conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	clock_gettime(CLOCK_REALTIME, &started);
 }
 
 /* 1 when key names a secret under provider_id (denied lookups are audited). */
@@ -298,7 +309,7 @@ static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 		int ok = acl_view_secret(c.db, &c.who.agent, s.id, &s, &e);
 		if (ok != 1) {
-			audit(req, &c, "lookup", ok < 0 ? "error" : "denied",
+			audit(&c, "lookup", ok < 0 ? "error" : "denied",
 			      ok < 0 ? "database error" : "not granted", &s, 0);
 			fuse_reply_err(req, ENOENT);
 			return;
@@ -446,7 +457,10 @@ static void sh_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->keep_cache = 0;
 	fi->cache_readdir = 0;
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) != 0) {
+		free(d->p);
+		free(d);
+	}
 }
 
 /* The kernel's dirent record as fuse_add_direntry lays it out; `off` is
@@ -511,7 +525,8 @@ static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->fh = (uint64_t)(uintptr_t)h;
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
-		fuse_reply_open(req, fi);
+		if (fuse_reply_open(req, fi) != 0)
+			free(h);
 		return;
 	}
 	if (FS_INO_KIND(ino) != FS_INO_SECRET) {
@@ -526,14 +541,14 @@ static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EIO);
 			return;
 		}
-		int err = audit(req, &c, "open", who_result(&c.who), c.who.reason, &s, 1) < 0 ? EIO : ENOENT;
+		int err = audit(&c, "open", who_result(&c.who), c.who.reason, &s, 1) < 0 ? EIO : ENOENT;
 		fuse_reply_err(req, err);
 		return;
 	}
 	int ok = acl_view_secret(c.db, &c.who.agent, s.id, &s, &e);
 	if (ok != 1) {
 		int err = ok < 0 ? EIO : ENOENT;
-		if (audit(req, &c, "open", ok < 0 ? "error" : "denied", ok < 0 ? e.msg : "not granted", &s, 1) < 0)
+		if (audit(&c, "open", ok < 0 ? "error" : "denied", ok < 0 ? e.msg : "not granted", &s, 1) < 0)
 			err = EIO;
 		fuse_reply_err(req, err);
 		return;
@@ -544,13 +559,13 @@ static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (vault_sealed_load(c.db, s.id, s.version, &h->sealed, &e) != 1) {
-		audit(req, &c, "open", "error", "version missing", &s, 1);
+		audit(&c, "open", "error", "version missing", &s, 1);
 		free(h);
 		fuse_reply_err(req, EIO);
 		return;
 	}
 	h->len = (size_t)s.len;
-	if (audit(req, &c, "open", "granted", NULL, &s, 1) < 0) {
+	if (audit(&c, "open", "granted", NULL, &s, 1) < 0) {
 		vault_sealed_clear(&h->sealed);
 		free(h);
 		fuse_reply_err(req, EIO);
@@ -560,7 +575,13 @@ static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
 	fi->noflush = 1;
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) != 0) {
+		/* The caller was gone (killed) before the reply: no handle
+		 * reached it, and the trail says so. */
+		audit(&c, "open", "error", "caller gone before the reply", &s, 0);
+		vault_sealed_clear(&h->sealed);
+		free(h);
+	}
 }
 
 static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
