@@ -249,20 +249,29 @@ struct vault_db *vault_db_open(const char *path, unsigned flags, struct vault_er
 		vault_fail(e, VAULT_ENOMEM, "out of memory");
 		return NULL;
 	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_PATH: closing a real descriptor of the database would drop the
+	 * POSIX locks SQLite holds through this process's other connections. */
+	int fd = open(path, O_PATH | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT && (flags & VAULT_DB_CREATE)) {
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (fd < 0) {
+		int cfd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (cfd < 0) {
 			vault_fail(e, VAULT_EIO, "cannot create database '%s': %s", path, strerror(errno));
 			goto err;
 		}
-	} else if (fd < 0) {
+		close(cfd); /* nothing locks a file that was just created */
+		fd = open(path, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (fd < 0) {
 		if (errno == ENOENT)
 			vault_fail(e, VAULT_ENOENT, "database '%s' does not exist; run: scopeholdctl init", path);
-		else if (errno == ELOOP)
-			vault_fail(e, VAULT_EPERM, "database '%s' is a symbolic link; refusing it", path);
 		else
 			vault_fail(e, VAULT_EIO, "cannot open database '%s': %s", path, strerror(errno));
+		goto err;
+	}
+	struct stat lst;
+	if (fstat(fd, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+		close(fd);
+		vault_fail(e, VAULT_EPERM, "database '%s' is a symbolic link; refusing it", path);
 		goto err;
 	}
 	int rc = vault_file_check("database", path, fd, e);
