@@ -50,7 +50,10 @@ void audit_hash(const uint8_t prev[AUDIT_HASH_BYTES], int64_t id, const struct a
 int audit_schema(struct vault_db *db, struct vault_err *e);
 
 /* Append rows inside one transaction of db (nested in the caller's one when
- * open): reads the last row's hash, chains, inserts. */
+ * open): reads the last row's hash, chains, inserts. time_ns 0 becomes now
+ * and count <= 0 becomes 1 (before hashing). Refuses a row without event or
+ * result, the reserved event AUDIT_EVENT_PRUNE, or a string longer than
+ * AUDIT_TEXT_MAX. */
 int audit_append(struct vault_db *db, const struct audit_row *rows, size_t n,
 		 struct vault_err *e);
 
@@ -87,14 +90,18 @@ int64_t audit_writer_dropped(struct audit_writer *w);
  * So a probing loop costs at most two rows per (tgid, path, second), and the
  * counts of the rows always add up to the lookups made. */
 
-/* Drain the queue, commit, stop the thread, close. NULL is a no-op. */
+/* Drain the queue (and the coalesced repeats), commit, stop the thread,
+ * close. No submit may run during or after it. NULL is a no-op. */
 void audit_writer_stop(struct audit_writer *w);
 
 /* ---- reading ------------------------------------------------------------ */
 
 struct audit_filter {
 	const char *agent;
-	const char *secret;     /* "provider/key" */
+	const char *secret;     /* "provider/key": rows whose path is that, or
+				   starts with it and " -> " (admin changes such
+				   as assign name "P/K -> PROJECT"); it must be
+				   a checked name (no glob characters) */
 	const char *result;
 	int64_t since_ns, until_ns; /* 0: unbounded */
 	int64_t limit;          /* 0: no limit */
@@ -111,6 +118,8 @@ struct audit_verify_result {
 	int64_t rows;        /* rows checked */
 	int64_t bad_id;      /* first row that breaks the chain, 0 if intact */
 	char what[256];      /* what is wrong at bad_id */
+	int broken;          /* 1 when tampering was found: also set for a
+				forged row whose id is 0 (then bad_id is 0) */
 	int64_t first_id;    /* the chain checked: first row, */
 	int64_t anchor_id;   /* the prune anchor it started from (0: none), */
 	int64_t last_id;     /* and its last row with that row's hash */
@@ -135,7 +144,18 @@ int audit_prune(struct vault_db *db, int64_t before_ns, const struct audit_row *
 		int64_t *removed, struct vault_err *e);
 
 /* Walk the chain from the first row (or the last prune anchor). Returns 0
- * and fills r; r->bad_id != 0 means tampering was found. -1 on error. */
+ * and fills r; r->broken (and, but for a forged row 0, r->bad_id != 0)
+ * means tampering was found, r->what says what and names the row:
+ * - edited: the row's contents do not match its hash;
+ * - deleted: the next row does not chain to the one before the gap in ids
+ *   (rows at the end: the id sequence is ahead of the last row), or a row
+ *   holds the one after it renumbered; bad_id is the first missing id;
+ * - inserted: a row with a valid-looking hash at an id the sequence never
+ *   gave, or one that pushed the rest up by renumbering them;
+ * - reordered/replaced: the row neither matches its hash nor chains.
+ * Limits: a forger who recomputes every hash after the rows they change is
+ * only caught by comparing last_id/last_hash with a copy kept elsewhere.
+ * -1 on error. */
 int audit_verify(struct vault_db *db, struct audit_verify_result *r, struct vault_err *e);
 
 #endif
