@@ -131,7 +131,7 @@ static int audit(const struct caller *c, const char *event, const char *result,
 	const struct acl_labels *l = &c->who.labels;
 	char path[2 * VAULT_NAME_MAX + 2] = "";
 	if (s && s->provider[0])
-		snprintf(path, sizeof path, "%s/%s", s->provider, s->key);
+		snprintf(path, sizeof path, s->key[0] ? "%s/%s" : "%s", s->provider, s->key);
 	struct audit_row r = {
 		.event = event,
 		.result = result,
@@ -292,7 +292,15 @@ static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (parent == FS_INO_ROOT) {
 		int64_t pid;
-		if (acl_view_provider(c.db, &c.who.agent, name, &pid, &e) != 1) {
+		int ok = acl_view_provider(c.db, &c.who.agent, name, &pid, &e);
+		if (ok != 1) {
+			/* A provider that exists but holds nothing for this
+			 * agent: the probe is recorded (coalesced). */
+			struct vault_secret s = { 0 };
+			if (ok == 0 && vault_provider_id(c.db, name, &e) > 0) {
+				snprintf(s.provider, sizeof s.provider, "%s", name);
+				audit(&c, "lookup", "denied", "no grant under this provider", &s, 0);
+			}
 			fuse_reply_err(req, ENOENT);
 			return;
 		}
