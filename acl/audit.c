@@ -796,6 +796,7 @@ struct audit_writer {
 	struct vault_db *db;
 	struct entry *head, **tail;
 	int queued, cap, stopping;
+	int busy;              /* a batch is being written (by anyone) */
 	int64_t dropped;
 	int has_err;
 	char err[sizeof(((struct vault_err *)0)->msg) + 64];
@@ -961,13 +962,53 @@ static int write_batch(struct audit_writer *w, struct entry *batch, size_t n, st
 	return append_rows(w->db, NULL, n, w->rows, NULL, e);
 }
 
+/* Take the whole queue and write it in one transaction; called with mu
+ * held and !busy, returns with mu held. The caller is the writer thread or
+ * a submitter that leads the commit itself (no hand-off to another thread
+ * when nobody else is writing). */
+static void lead(struct audit_writer *w)
+{
+	struct entry *batch = w->head;
+	size_t n = (size_t)w->queued;
+	for (struct entry *p = batch; p; p = p->next) {
+		if (p->slot) {
+			/* repeats from now on are counted in the slot */
+			if (p->slot->queued == p)
+				p->slot->queued = NULL;
+			p->slot = NULL;
+		}
+	}
+	w->head = NULL;
+	w->tail = &w->head;
+	w->queued = 0;
+	w->busy = 1;
+	pthread_mutex_unlock(&w->mu);
+
+	struct vault_err e = { 0 };
+	int rc = write_batch(w, batch, n, &e);
+
+	pthread_mutex_lock(&w->mu);
+	w->busy = 0;
+	if (rc < 0) {
+		char msg[sizeof w->err];
+		snprintf(msg, sizeof msg, "cannot write %zu audit row%s to '%s': %s", n, n == 1 ? "" : "s",
+			 vault_db_path(w->db), e.msg);
+		set_err(w, msg);
+	} else {
+		w->has_err = 0;
+	}
+	complete(w, batch, rc);
+	if (w->head) /* rows that came during the write: whoever is free leads */
+		pthread_cond_signal(&w->work);
+}
+
 static void *writer_main(void *arg)
 {
 	struct audit_writer *w = arg;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		int pending = slots_flush(w, w->stopping ? INT64_MAX : vault_now_ns() / NS_PER_S);
-		if (!w->head && !w->stopping) {
+		if ((!w->head || w->busy) && !w->stopping) {
 			if (pending) {
 				/* wake just after this second ends to write the repeats */
 				struct timespec ts;
@@ -980,36 +1021,13 @@ static void *writer_main(void *arg)
 			}
 			continue;
 		}
+		if (w->busy) { /* stopping: let the leader finish */
+			pthread_cond_wait(&w->done, &w->mu);
+			continue;
+		}
 		if (!w->head)
 			break; /* stopping, and everything is written */
-		struct entry *batch = w->head;
-		size_t n = (size_t)w->queued;
-		for (struct entry *p = batch; p; p = p->next) {
-			if (p->slot) {
-				/* repeats from now on are counted in the slot */
-				if (p->slot->queued == p)
-					p->slot->queued = NULL;
-				p->slot = NULL;
-			}
-		}
-		w->head = NULL;
-		w->tail = &w->head;
-		w->queued = 0;
-		pthread_mutex_unlock(&w->mu);
-
-		struct vault_err e = { 0 };
-		int rc = write_batch(w, batch, n, &e);
-
-		pthread_mutex_lock(&w->mu);
-		if (rc < 0) {
-			char msg[sizeof w->err];
-			snprintf(msg, sizeof msg, "cannot write %zu audit row%s to '%s': %s", n, n == 1 ? "" : "s",
-				 vault_db_path(w->db), e.msg);
-			set_err(w, msg);
-		} else {
-			w->has_err = 0;
-		}
-		complete(w, batch, rc);
+		lead(w);
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
@@ -1142,13 +1160,20 @@ int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int
 	}
 	e->wait = wait;
 	enqueue(w, e);
-	pthread_cond_signal(&w->work);
 	if (!wait) {
+		pthread_cond_signal(&w->work);
 		pthread_mutex_unlock(&w->mu);
 		return 0;
 	}
-	while (!e->done)
-		pthread_cond_wait(&w->done, &w->mu);
+	/* Group commit without a hand-off: when nobody is writing, this
+	 * thread writes the queue (its own row and any others) itself; else
+	 * it waits for the batch in flight and leads the next one. */
+	while (!e->done) {
+		if (!w->busy && w->head)
+			lead(w);
+		else
+			pthread_cond_wait(&w->done, &w->mu);
+	}
 	int rc = e->rc;
 	pthread_mutex_unlock(&w->mu);
 	free(e);
