@@ -29,6 +29,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -40,6 +41,19 @@
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL /* Linux >= 6.9, include/uapi/linux/pidfd.h */
 #endif
+
+/* PIDFD_GET_INFO (Linux >= 6.13): tgid and credentials of the pinned task
+ * in one ioctl, instead of formatting and parsing its status file. The
+ * layout is the kernel's struct pidfd_info, version 0 (64 bytes). */
+struct ident_pidfd_info {
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+};
+#define IDENT_PIDFD_GET_INFO _IOWR(0xFF, 11, struct ident_pidfd_info)
+#define IDENT_PIDFD_INFO_PID (1ULL << 0)
+#define IDENT_PIDFD_INFO_CREDS (1ULL << 1)
 
 /* One buffer for status, cgroup and attr/current. status is ~1.5 KiB, the
  * cgroup file of a hybrid host carries a line per v1 hierarchy. */
@@ -362,6 +376,45 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 		}
 	}
 
+	/* Fast path: the pinned thread's tgid and fs-uid straight from its
+	 * pidfd. Any failure but "exited" falls back to the status file. */
+	int info = 0;
+	if (real && thread_pin && pidfd >= 0) {
+		struct ident_pidfd_info pi;
+		memset(&pi, 0, sizeof pi);
+		pi.mask = IDENT_PIDFD_INFO_PID | IDENT_PIDFD_INFO_CREDS;
+		if (ioctl(pidfd, IDENT_PIDFD_GET_INFO, &pi) == 0) {
+			const uint64_t need = IDENT_PIDFD_INFO_PID | IDENT_PIDFD_INFO_CREDS;
+			if ((pi.mask & need) == need && pi.tgid > 0 && pi.tgid <= INT_MAX) {
+				tgid = (pid_t)pi.tgid;
+				fsuid = (uid_t)pi.fsuid;
+				info = 1;
+			}
+		} else if (errno == ESRCH) {
+			deny(why, whylen, "pid %d: exited before it could be read", (int)pid);
+			goto out;
+		}
+	}
+	if (info) {
+		if (fsuid != uid) {
+			deny(why, whylen, "pid %d: fs-uid %u does not match request uid %u", (int)pid,
+			     (unsigned)fsuid, (unsigned)uid);
+			goto out;
+		}
+		if (want) {
+			if (snprintf(path, sizeof path, "%s/%d", proc_root, (int)tgid) >= (int)sizeof path) {
+				deny(why, whylen, "pid %d: proc_root too long", (int)pid);
+				goto out;
+			}
+			tfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (tfd < 0) {
+				deny(why, whylen, "pid %d: open %s: %s", (int)pid, path, errtext(errno));
+				goto out;
+			}
+		}
+		goto labels;
+	}
+
 	if (snprintf(path, sizeof path, "%s/%d", proc_root, (int)pid) >= (int)sizeof path) {
 		deny(why, whylen, "pid %d: proc_root too long", (int)pid);
 		goto out;
@@ -442,6 +495,7 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 		}
 	}
 
+labels:
 	if (want & ACL_L_CGROUP) {
 		e = read_at(tfd, "cgroup", buf, sizeof buf, &len, &full);
 		if (e < 0) {
