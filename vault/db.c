@@ -290,8 +290,7 @@ struct vault_db *vault_db_open(const char *path, unsigned flags, struct vault_er
 	sqlite3_busy_timeout(db->db, BUSY_TIMEOUT_MS);
 	/* A file that is not SQLite fails here with SQLITE_NOTADB. */
 	if (exec_sql(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
-			 "PRAGMA trusted_schema = OFF; PRAGMA secure_delete = ON;"
-			 "PRAGMA mmap_size = 268435456",
+			 "PRAGMA trusted_schema = OFF; PRAGMA secure_delete = ON",
 		     "opening database", e) < 0)
 		goto err;
 	if (!(flags & VAULT_DB_READONLY)) {
