@@ -34,8 +34,7 @@ struct vault_db *acl_db_open(const char *path, unsigned flags, struct vault_err 
 	struct vault_db *db = vault_db_open(path, flags, e);
 	if (!db || (flags & VAULT_DB_NOMIGRATE))
 		return db;
-	if (vault_migrate(db, "acl", acl_steps, (int)(sizeof acl_steps / sizeof *acl_steps), e) < 0 ||
-	    audit_schema(db, e) < 0) {
+	if (vault_migrate(db, "acl", acl_steps, (int)(sizeof acl_steps / sizeof *acl_steps), e) < 0) {
 		vault_db_close(db);
 		return NULL;
 	}

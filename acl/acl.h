@@ -12,7 +12,8 @@
 #include "acl/ident.h"
 #include "vault/vault.h"
 
-/* vault_db_open plus the acl and audit migrations. */
+/* vault_db_open plus the acl migrations. (The audit store is a file of its
+ * own: audit_db_open.) */
 struct vault_db *acl_db_open(const char *path, unsigned flags, struct vault_err *e);
 
 int acl_project_add(struct vault_db *db, const char *name, struct vault_err *e);

@@ -69,6 +69,16 @@ static const char *const audit_steps[] = {
 	"CREATE INDEX audit_anchor ON audit(id) WHERE event = '" AUDIT_EVENT_PRUNE "';",
 };
 
+struct vault_db *audit_db_open(const char *path, unsigned flags, struct vault_err *e)
+{
+	struct vault_db *db = vault_db_open(path, flags | VAULT_DB_NOVAULT, e);
+	if (db && !(flags & VAULT_DB_NOMIGRATE) && audit_schema(db, e) < 0) {
+		vault_db_close(db);
+		return NULL;
+	}
+	return db;
+}
+
 int audit_schema(struct vault_db *db, struct vault_err *e)
 {
 	if (sodium_init() < 0)

@@ -46,8 +46,13 @@ struct audit_row {
 void audit_hash(const uint8_t prev[AUDIT_HASH_BYTES], int64_t id, const struct audit_row *r,
 		uint8_t out[AUDIT_HASH_BYTES]);
 
-/* The audit tables' migrations; acl_db_open runs them. */
+/* The audit tables' migrations; audit_db_open runs them. */
 int audit_schema(struct vault_db *db, struct vault_err *e);
+
+/* Open the audit store at path (vault_config_audit_db): a database of its
+ * own, so that committing a row per open never invalidates the page caches
+ * of the connections that read grants. Migrates unless VAULT_DB_NOMIGRATE. */
+struct vault_db *audit_db_open(const char *path, unsigned flags, struct vault_err *e);
 
 /* Append rows inside one transaction of db (nested in the caller's one when
  * open): reads the last row's hash, chains, inserts. time_ns 0 becomes now

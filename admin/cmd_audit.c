@@ -233,7 +233,7 @@ static int follow(struct ctl *c, struct audit_filter *f, struct lister *l)
 			break;
 		struct vault_err e = { 0 };
 		f->after_id = l->last;
-		if (audit_query(c->db, f, list_row, l, &e) < 0) {
+		if (audit_query(c->adb, f, list_row, l, &e) < 0) {
 			ret = ctl_verr(&e);
 			break;
 		}
@@ -302,7 +302,7 @@ static int audit_list(struct ctl *c, int argc, char **argv)
 		return ctl_usage("audit", "list --limit needs a positive number, not '%s'", limit);
 	if (follow_on && !limit)
 		f.limit = 10;
-	if (!ctl_db(c))
+	if (!ctl_audit_db(c))
 		return 1;
 
 	struct lister l = { .json = c->json ? (follow_on ? 2 : 1) : 0 };
@@ -310,7 +310,7 @@ static int audit_list(struct ctl *c, int argc, char **argv)
 		fputs("[", stdout);
 	else if (!l.json)
 		text_header();
-	int rc = audit_query(c->db, &f, list_row, &l, &e);
+	int rc = audit_query(c->adb, &f, list_row, &l, &e);
 	if (l.json == 1)
 		fputs(l.n ? "\n]\n" : "]\n", stdout);
 	if (rc < 0)
@@ -332,11 +332,11 @@ static int audit_verify_cmd(struct ctl *c, int argc, char **argv)
 		else
 			return ctl_usage("audit", "verify: unexpected argument '%s'", argv[i]);
 	}
-	if (!ctl_db(c))
+	if (!ctl_audit_db(c))
 		return 1;
 	struct audit_verify_result r;
 	struct vault_err e = { 0 };
-	if (audit_verify(c->db, &r, &e) < 0)
+	if (audit_verify(c->adb, &r, &e) < 0)
 		return ctl_verr(&e);
 	char hx[2 * AUDIT_HASH_BYTES + 1] = "";
 	for (int i = 0; i < AUDIT_HASH_BYTES && r.rows; i++)
@@ -381,13 +381,13 @@ static int audit_prune_cmd(struct ctl *c, int argc, char **argv)
 	int64_t t = ctl_parse_time(before);
 	if (t <= 0)
 		return ctl_usage("audit", "prune --before: cannot read the time '%s'", before);
-	if (!ctl_db(c))
+	if (!ctl_audit_db(c))
 		return 1;
 	struct audit_row who;
 	ctl_admin_row(&who, AUDIT_EVENT_PRUNE, NULL);
 	struct vault_err e = { 0 };
 	int64_t removed = 0;
-	if (audit_prune(c->db, t, &who, &removed, &e) < 0)
+	if (audit_prune(c->adb, t, &who, &removed, &e) < 0)
 		return ctl_verr(&e);
 	char ts[32];
 	ctl_format_time(t, ts, sizeof ts);
@@ -428,10 +428,10 @@ static int audit_export(struct ctl *c, int argc, char **argv)
 	int64_t after_id = 0;
 	if (after && parse_count(after, &after_id) < 0)
 		return ctl_usage("audit", "export --after needs a row id, not '%s'", after);
-	if (!ctl_db(c))
+	if (!ctl_audit_db(c))
 		return 1;
 	struct vault_err e = { 0 };
-	if (audit_each(c->db, after_id, export_row, NULL, &e) < 0)
+	if (audit_each(c->adb, after_id, export_row, NULL, &e) < 0)
 		return ctl_verr(&e);
 	if (fflush(stdout) == EOF || ferror(stdout))
 		return ctl_fail("cannot write the export: %s", strerror(errno));

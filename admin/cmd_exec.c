@@ -108,7 +108,8 @@ int ctl_exec(struct ctl *c, int argc, char **argv)
 			return ctl_fail("cannot set %s: %s", name, strerror(errno));
 	}
 	vault_db_close(c->db);
-	c->db = NULL;
+	vault_db_close(c->adb);
+	c->db = c->adb = NULL;
 	execvp(argv[i + 1], argv + i + 1);
 	return ctl_fail("cannot run '%s': %s", argv[i + 1], strerror(errno));
 }

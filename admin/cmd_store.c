@@ -70,10 +70,13 @@ int ctl_init(struct ctl *c, int argc, char **argv)
 	}
 	struct audit_row r;
 	ctl_admin_row(&r, "init", NULL);
-	if (audit_append(c->db, &r, 1, &e) < 0)
+	if (!ctl_audit_db(c))
+		return 1;
+	if (audit_append(c->adb, &r, 1, &e) < 0)
 		return ctl_verr(&e);
-	printf("created database %s\ncreated master key %s (keep it apart from backups of the database)\n",
-	       c->cfg.db, key);
+	char apath[PATH_MAX];
+	printf("created database %s\ncreated audit store %s\ncreated master key %s (keep it apart from backups of the database)\n",
+	       c->cfg.db, vault_config_audit_db(&c->cfg, apath), key);
 	return 0;
 }
 
@@ -412,8 +415,8 @@ int ctl_rekey(struct ctl *c, int argc, char **argv)
 		return ctl_verr(&e);
 	struct audit_row r;
 	ctl_admin_row(&r, "rekey", NULL);
-	if (audit_append(c->db, &r, 1, &e) < 0)
-		return ctl_verr(&e);
+	if (!ctl_audit_db(c) || audit_append(c->adb, &r, 1, &e) < 0)
+		return e.msg[0] ? ctl_verr(&e) : 1;
 	printf("master key replaced; the previous one is kept beside it as .old\n");
 	return 0;
 }

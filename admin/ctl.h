@@ -13,6 +13,7 @@ struct ctl {
 	struct vault_config cfg;
 	int json;
 	struct vault_db *db;   /* ctl_db() opens it */
+	struct vault_db *adb;  /* the audit store: ctl_audit_db() opens it */
 	struct vault_key *key; /* ctl_key() loads it */
 };
 
@@ -34,6 +35,8 @@ int ctl_verr(const struct vault_err *e);
 
 /* The database, opened on first use (migrating). NULL after printing why. */
 struct vault_db *ctl_db(struct ctl *c);
+/* The audit store, opened (created, migrated) on first use. */
+struct vault_db *ctl_audit_db(struct ctl *c);
 /* The data key, loaded on first use. NULL after printing why. */
 struct vault_key *ctl_key(struct ctl *c);
 
@@ -51,9 +54,10 @@ int64_t ctl_parse_time(const char *s);
 /* Format ns as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (32 bytes). */
 void ctl_format_time(int64_t ns, char *buf, size_t len);
 
-/* An admin change: ctl_begin opens the transaction; ctl_end appends the
- * audit row (event, path) and commits when rc == 0, else rolls back and
- * prints e. Returns the exit status. */
+/* An admin change: ctl_begin opens the transaction; ctl_end, when rc == 0,
+ * commits the audit row (event, path) first and then the change (a change
+ * that fails to commit after its row is recorded again as "failed"); else
+ * it rolls back and prints e. Returns the exit status. */
 int ctl_begin(struct ctl *c);
 int ctl_end(struct ctl *c, int rc, const struct vault_err *e, const char *event, const char *path);
 

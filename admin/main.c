@@ -123,5 +123,6 @@ int main(int argc, char **argv)
 	}
 	vault_key_free(c.key);
 	vault_db_close(c.db);
+	vault_db_close(c.adb);
 	return ret;
 }

@@ -1,6 +1,7 @@
 /* util.c - what scopeholdctl's verb files share: error lines, the lazily
  * opened database and key, admin audit rows, JSON strings and times. */
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,18 @@ struct vault_db *ctl_db(struct ctl *c)
 	if (!c->db)
 		ctl_verr(&e);
 	return c->db;
+}
+
+struct vault_db *ctl_audit_db(struct ctl *c)
+{
+	if (c->adb)
+		return c->adb;
+	char path[PATH_MAX];
+	struct vault_err e = { 0 };
+	c->adb = audit_db_open(vault_config_audit_db(&c->cfg, path), VAULT_DB_CREATE, &e);
+	if (!c->adb)
+		ctl_verr(&e);
+	return c->adb;
 }
 
 struct vault_key *ctl_key(struct ctl *c)
@@ -175,8 +188,17 @@ int ctl_end(struct ctl *c, int rc, const struct vault_err *e, const char *event,
 	}
 	struct audit_row r;
 	ctl_admin_row(&r, event, path);
-	if (audit_append(c->db, &r, 1, &e2) < 0 || vault_db_commit(c->db, &e2) < 0) {
+	/* The row first: a change that is not recorded never happens. */
+	if (!ctl_audit_db(c) || audit_append(c->adb, &r, 1, &e2) < 0) {
 		vault_db_rollback(c->db);
+		return e2.msg[0] ? ctl_verr(&e2) : 1;
+	}
+	if (vault_db_commit(c->db, &e2) < 0) {
+		vault_db_rollback(c->db);
+		struct vault_err e3 = { 0 };
+		r.result = "failed";
+		r.reason = "the change did not commit";
+		audit_append(c->adb, &r, 1, &e3);
 		return ctl_verr(&e2);
 	}
 	return 0;

@@ -1,6 +1,7 @@
 /* main.c - scopeholdfs: parse, check the store and key, mount, serve,
  * unwind. Refuses to start on any doubt about the key or database. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,12 @@ static int state_open(struct fs_state *fs)
 	vault_db_close(db);
 	if (!fs->key)
 		goto fail;
-	fs->audit = audit_writer_start(fs->cfg.db, fs->cfg.audit_sync, fs->cfg.audit_queue, &e);
+	char apath[PATH_MAX];
+	db = audit_db_open(vault_config_audit_db(&fs->cfg, apath), VAULT_DB_CREATE, &e);
+	if (!db)
+		goto fail;
+	vault_db_close(db);
+	fs->audit = audit_writer_start(apath, fs->cfg.audit_sync, fs->cfg.audit_queue, &e);
 	if (!fs->audit)
 		goto fail;
 	return 0;

@@ -32,6 +32,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		ok = set_path(c->db, value);
 	else if (!strcmp(section, "vault") && !strcmp(name, "key_file"))
 		ok = set_path(c->key_file, value);
+	else if (!strcmp(section, "audit") && !strcmp(name, "db"))
+		ok = set_path(c->audit_db, value);
 	else if (!strcmp(section, "fs") && !strcmp(name, "mountpoint"))
 		ok = set_path(c->mountpoint, value);
 	else if (!strcmp(section, "identity") && !strcmp(name, "proc_root"))
@@ -50,6 +52,20 @@ static int handler(void *user, const char *section, const char *name, const char
 	if (!ok && !p->bad[0])
 		snprintf(p->bad, sizeof p->bad, "[%s] %s = '%.64s'", section, name, value);
 	return ok;
+}
+
+const char *vault_config_audit_db(const struct vault_config *c, char *buf)
+{
+	if (c->audit_db[0]) {
+		snprintf(buf, PATH_MAX, "%s", c->audit_db);
+		return buf;
+	}
+	size_t n = strlen(c->db);
+	if (n > 3 && !strcmp(c->db + n - 3, ".db"))
+		snprintf(buf, PATH_MAX, "%.*s-audit.db", (int)(n - 3), c->db);
+	else
+		snprintf(buf, PATH_MAX, "%s-audit", c->db);
+	return buf;
 }
 
 int vault_config_load(struct vault_config *c, const char *path, struct vault_err *e)
@@ -82,7 +98,7 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 		return vault_fail(e, VAULT_EIO, "cannot read config file '%s'", path);
 	if (line > 0)
 		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d: unknown or invalid setting %s "
-				  "(known: [vault] db, key_file; [fs] mountpoint; [audit] sync = normal|full, queue; "
+				  "(known: [vault] db, key_file; [fs] mountpoint; [audit] db, sync = normal|full, queue; "
 				  "[identity] proc_root)", path, line, p.bad[0] ? p.bad : "");
 	return 0;
 }

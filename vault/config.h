@@ -12,11 +12,16 @@ enum vault_sync { VAULT_SYNC_NORMAL = 0, VAULT_SYNC_FULL = 1 };
 struct vault_config {
 	char db[PATH_MAX];
 	char key_file[PATH_MAX];    /* empty: $CREDENTIALS_DIRECTORY or the default */
+	char audit_db[PATH_MAX];    /* empty: derived from db, see vault_config_audit_db */
 	char mountpoint[PATH_MAX];
 	char proc_root[PATH_MAX];   /* "/proc" unless a test points elsewhere */
 	enum vault_sync audit_sync;
 	int audit_queue;            /* rows that may wait for the writer */
 };
+
+/* The audit store's path: [audit] db, or db with ".db" replaced by
+ * "-audit.db" (or "-audit" appended). Written into buf (PATH_MAX). */
+const char *vault_config_audit_db(const struct vault_config *c, char *buf);
 
 /* Defaults, then path (or $SCOPEHOLD_CONFIG, or the default file when it
  * exists). An explicitly named file that is missing is an error; an unknown

@@ -307,7 +307,7 @@ struct vault_db *vault_db_open(const char *path, unsigned flags, struct vault_er
 	if (flags & VAULT_DB_NOMIGRATE) {
 		if (exec_sql(db, "SELECT version FROM schema_version LIMIT 1", "checking schema_version", e) < 0)
 			goto err;
-	} else if (vault_migrate(db, "vault", vault_steps,
+	} else if (!(flags & VAULT_DB_NOVAULT) && vault_migrate(db, "vault", vault_steps,
 				 (int)(sizeof vault_steps / sizeof *vault_steps), e) < 0) {
 		goto err;
 	}

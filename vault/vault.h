@@ -67,7 +67,8 @@ struct vault_db;
 enum {
 	VAULT_DB_CREATE = 1 << 0,   /* create the file (mode 0600) if missing */
 	VAULT_DB_READONLY = 1 << 1, /* SQLITE_OPEN_READONLY */
-	VAULT_DB_NOMIGRATE = 1 << 2 /* only check schema_version, never write */
+	VAULT_DB_NOMIGRATE = 1 << 2, /* only check schema_version, never write */
+	VAULT_DB_NOVAULT = 1 << 3    /* a file without vault's tables (the audit store) */
 };
 
 /* Open path. Refuses a file readable or writable by group/others, naming the
