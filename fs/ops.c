@@ -27,6 +27,7 @@
 /* What each worker thread keeps: its own connection and a locked buffer. */
 struct fs_tls {
 	struct vault_db *db;
+	int txn;        /* a read transaction spans the current request */
 	uint8_t *buf;   /* sodium_malloc'd, for plaintext */
 	size_t cap;
 };
@@ -108,7 +109,35 @@ static int caller_get(fuse_req_t req, struct caller *c)
 		snprintf(c->who.reason, sizeof c->who.reason, "database unavailable");
 		return -1;
 	}
+	/* One read transaction for all the queries of this request: one
+	 * consistent snapshot, and SQLite locks once instead of per query. */
+	struct fs_tls *t = pthread_getspecific(fs->tls);
+	if (!t->txn) {
+		struct vault_err e;
+		sqlite3_stmt *st = vault_db_stmt(c->db, "BEGIN", &e);
+		if (st && sqlite3_step(st) == SQLITE_DONE)
+			t->txn = 1;
+		if (st)
+			sqlite3_reset(st);
+	}
 	return acl_resolve(c->db, fs->cfg.proc_root, c->ctx->uid, c->ctx->pid, 0, &c->who);
+}
+
+/* End the request's read transaction (after the reply). */
+static void txn_end(struct fs_state *fs)
+{
+	struct fs_tls *t = pthread_getspecific(fs->tls);
+	if (!t || !t->txn)
+		return;
+	struct vault_err e;
+	sqlite3_stmt *st = vault_db_stmt(t->db, "COMMIT", &e);
+	if (st) {
+		sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+	if (!sqlite3_get_autocommit(vault_db_handle(t->db)))
+		sqlite3_exec(vault_db_handle(t->db), "ROLLBACK", NULL, NULL, NULL);
+	t->txn = 0;
 }
 
 static const char *who_result(const struct acl_who *w)
@@ -261,7 +290,7 @@ static int secret_exists(struct vault_db *db, int64_t provider_id, const char *k
 	return found;
 }
 
-static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void lookup_op(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct caller c;
 	struct stat st;
@@ -344,7 +373,7 @@ static int provider_of(struct caller *c, int64_t pid)
 	return name[0] && acl_view_provider(c->db, &c->who.agent, name, &got, &e) == 1 && got == pid ? 1 : 0;
 }
 
-static void sh_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void getattr_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct caller c;
 	struct stat st;
@@ -422,7 +451,7 @@ static int dir_key(void *arg, const struct vault_secret *s)
 	return d->failed;
 }
 
-static void sh_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void opendir_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct caller c;
 	struct vault_err e;
@@ -513,7 +542,7 @@ struct handle {
 	char text[];
 };
 
-static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct caller c;
 	struct vault_err e;
@@ -627,6 +656,34 @@ static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	vault_sealed_clear(&h->sealed);
 	free(h);
 	fuse_reply_err(req, 0);
+}
+
+static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_state *fs = state(req);
+	lookup_op(req, parent, name);
+	txn_end(fs);
+}
+
+static void sh_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_state *fs = state(req);
+	getattr_op(req, ino, fi);
+	txn_end(fs);
+}
+
+static void sh_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_state *fs = state(req);
+	opendir_op(req, ino, fi);
+	txn_end(fs);
+}
+
+static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_state *fs = state(req);
+	open_op(req, ino, fi);
+	txn_end(fs);
 }
 
 static void sh_rofs(fuse_req_t req)
