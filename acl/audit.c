@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -71,6 +72,12 @@ static const char *const audit_steps[] = {
 
 struct vault_db *audit_db_open(const char *path, unsigned flags, struct vault_err *e)
 {
+	struct stat st;
+	if (!(flags & VAULT_DB_CREATE) && lstat(path, &st) < 0 && errno == ENOENT) {
+		vault_fail(e, VAULT_ENOENT, "audit store '%s' does not exist (removed, or [audit] db names "
+			   "another file); refusing to start a new, empty trail", path);
+		return NULL;
+	}
 	struct vault_db *db = vault_db_open(path, flags | VAULT_DB_NOVAULT, e);
 	if (db && !(flags & VAULT_DB_NOMIGRATE) && audit_schema(db, e) < 0) {
 		vault_db_close(db);

@@ -70,6 +70,7 @@ int ctl_init(struct ctl *c, int argc, char **argv)
 	}
 	struct audit_row r;
 	ctl_admin_row(&r, "init", NULL);
+	c->creating = 1;
 	if (!ctl_audit_db(c))
 		return 1;
 	if (audit_append(c->adb, &r, 1, &e) < 0)

@@ -15,6 +15,7 @@ struct ctl {
 	struct vault_db *db;   /* ctl_db() opens it */
 	struct vault_db *adb;  /* the audit store: ctl_audit_db() opens it */
 	struct vault_key *key; /* ctl_key() loads it */
+	int creating;          /* init: the audit store may be created */
 };
 
 /* A verb group: `scopeholdctl NAME ...`. fn gets argv[0] == NAME. Returns

@@ -54,7 +54,9 @@ struct vault_db *ctl_audit_db(struct ctl *c)
 		return c->adb;
 	char path[PATH_MAX];
 	struct vault_err e = { 0 };
-	c->adb = audit_db_open(vault_config_audit_db(&c->cfg, path), VAULT_DB_CREATE, &e);
+	/* Only init creates the store: a missing one is an error, never a
+	 * fresh, empty trail that would verify. */
+	c->adb = audit_db_open(vault_config_audit_db(&c->cfg, path), c->creating ? VAULT_DB_CREATE : 0, &e);
 	if (!c->adb)
 		ctl_verr(&e);
 	return c->adb;

@@ -1,6 +1,7 @@
 /* main.c - scopeholdfs: parse, check the store and key, mount, serve,
  * unwind. Refuses to start on any doubt about the key or database. */
 #include <errno.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ static int state_open(struct fs_state *fs)
 	if (!fs->key)
 		goto fail;
 	char apath[PATH_MAX];
-	db = audit_db_open(vault_config_audit_db(&fs->cfg, apath), VAULT_DB_CREATE, &e);
+	db = audit_db_open(vault_config_audit_db(&fs->cfg, apath), 0, &e);
 	if (!db)
 		goto fail;
 	vault_db_close(db);
@@ -115,7 +116,9 @@ int main(int argc, char *argv[])
 	fuse_loop_cfg_set_clone_fd(lc, 0);
 	fuse_loop_cfg_set_max_threads(lc, (unsigned)opts.max_threads);
 	fuse_loop_cfg_set_idle_threads(lc, (unsigned)opts.max_threads);
-	ret = fuse_session_loop_mt(se, lc) != 0;
+	rc = fuse_session_loop_mt(se, lc);
+	/* A signal that asks us to stop is a clean exit (systemd stop). */
+	ret = !(rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP);
 	fuse_loop_cfg_destroy(lc);
 	fprintf(stderr, "scopeholdfs: unmounting '%s'\n", cl.mountpoint);
 err_mount:

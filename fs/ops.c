@@ -523,7 +523,17 @@ static void sh_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		pos = (size_t)rec->off;
 	}
-	fuse_reply_buf(req, d->p + off, pos - (size_t)off);
+	/* Reply from a copy: once the kernel has the reply, RELEASEDIR may
+	 * free d on another thread before writev() has returned here. */
+	size_t n = pos - (size_t)off;
+	char *copy = malloc(n ? n : 1);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(copy, d->p + off, n);
+	fuse_reply_buf(req, copy, n);
+	free(copy);
 }
 
 static void sh_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -632,9 +642,12 @@ static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	size_t n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
 	if (h->whoami) {
-		fuse_reply_buf(req, h->text + off, n);
+		char copy[WHOAMI_MAX]; /* h may be freed by RELEASE once replied */
+		memcpy(copy, h->text + off, n);
+		fuse_reply_buf(req, copy, n);
 		return;
 	}
+	size_t len = h->len; /* likewise */
 	struct vault_err e;
 	uint8_t *pt = tdb(fs) ? tbuf(fs, h->len) : NULL;
 	if (!pt) {
@@ -647,7 +660,7 @@ static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	fuse_reply_buf(req, (const char *)pt + off, n);
-	sodium_memzero(pt, h->len);
+	sodium_memzero(pt, len);
 }
 
 static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
