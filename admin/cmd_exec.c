@@ -31,8 +31,10 @@ static char *read_granted(const char *mount, const char *pk)
 	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		ctl_fail("cannot read '%s': %s%s", path, strerror(errno),
-			 errno == ENOENT ? " (not granted to this process's agent, or not mounted)" : "");
+		int err = errno;
+		ctl_fail("cannot read '%s': %s%s", path, strerror(err),
+			 err == ENOENT ? " (not granted to this process's agent, or not mounted)" :
+			 err == ENOTCONN ? " (scopeholdfs is not running; restart it and remount)" : "");
 		return NULL;
 	}
 	char *buf = sodium_malloc(VAULT_VALUE_MAX + 1);
