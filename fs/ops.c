@@ -98,7 +98,15 @@ struct caller {
 
 /* Resolve the request's caller. 0 when an agent resolved; -1 otherwise
  * (who says why; c->db is NULL when the database could not be opened). */
+static int caller_get_labels(fuse_req_t req, struct caller *c, unsigned also_read);
+
 static int caller_get(fuse_req_t req, struct caller *c)
+{
+	return caller_get_labels(req, c, 0);
+}
+
+/* The same, also reading the labels in also_read (ACL_L_*) for the record. */
+static int caller_get_labels(fuse_req_t req, struct caller *c, unsigned also_read)
 {
 	struct fs_state *fs = state(req);
 	c->fs = fs;
@@ -122,7 +130,7 @@ static int caller_get(fuse_req_t req, struct caller *c)
 		if (st)
 			sqlite3_reset(st);
 	}
-	return acl_resolve(c->db, fs->cfg.proc_root, c->ctx->uid, c->ctx->pid, 0, &c->who);
+	return acl_resolve(c->db, fs->cfg.proc_root, c->ctx->uid, c->ctx->pid, also_read, &c->who);
 }
 
 /* End the request's read transaction (after the reply). */
@@ -151,6 +159,24 @@ static const char *who_result(const struct acl_who *w)
 	case ACL_WHO_ERROR: break;
 	}
 	return "error";
+}
+
+/* Record in the trail how many rows (denied lookups, which nobody waits
+ * for) were lost while the store could not be written. */
+static void audit_dropped(struct fs_state *fs)
+{
+	int64_t total = audit_writer_dropped(fs->audit);
+	int64_t lost = total - atomic_exchange(&fs->audit_dropped, total);
+	if (lost <= 0)
+		return;
+	struct audit_row r = {
+		.event = "audit.dropped", .result = "error",
+		.reason = "rows lost while the audit store could not be written",
+		.uid = -1, .gid = -1, .pid = -1, .tgid = -1, .sudo_uid = -1, .count = lost,
+	};
+	fprintf(stderr, "scopeholdfs: %lld audit row(s) of denied lookups were lost during the fault\n",
+		(long long)lost);
+	audit_writer_submit(fs->audit, &r, 0);
 }
 
 /* Audit one event of a caller. wait: return only after the commit. Needs
@@ -182,11 +208,13 @@ static int audit(const struct caller *c, const char *event, const char *result,
 		.count = 1,
 	};
 	if (audit_writer_submit(fs->audit, &r, wait) == 0) {
-		if (wait && atomic_exchange(&fs->audit_failing, 0))
+		if (wait && atomic_exchange(&fs->audit_failing, 0)) {
 			fprintf(stderr, "scopeholdfs: audit store writable again; opens resume\n");
+			audit_dropped(fs);
+		}
 		return 0;
 	}
-	if (wait && !atomic_exchange(&fs->audit_failing, 1)) {
+	if (!atomic_exchange(&fs->audit_failing, 1)) {
 		const char *why = audit_writer_error(fs->audit);
 		fprintf(stderr, "scopeholdfs: cannot write audit rows (%s); every open fails with EIO until this is fixed\n",
 			why ? why : "queue full");
@@ -585,7 +613,9 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct vault_secret s;
 	memset(&s, 0, sizeof s);
 	s.id = FS_INO_ID(ino);
-	if (caller_get(req, &c) < 0) {
+	/* An open is audited with every label of the caller, not only those
+	 * some binding needed. */
+	if (caller_get_labels(req, &c, ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM) < 0) {
 		if (!c.db) {
 			fuse_reply_err(req, EIO);
 			return;
