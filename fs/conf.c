@@ -36,7 +36,7 @@ static const char usage[] =
 "  -f                   stay in the foreground, log to stderr\n"
 "  -d                   FUSE debug output (implies -f; shows no values)\n"
 "  -o OPTS              extra mount options; ro,nodev,nosuid,noexec,allow_other are always set\n"
-"  --max-threads=N      FUSE worker threads (default 32)\n"
+"  --max-threads=N      FUSE worker threads (default 16)\n"
 "  -h, --help           this text;  -V, --version  the version\n"
 "\n"
 "MOUNTPOINT defaults to [fs] mountpoint, or " VAULT_DEFAULT_MOUNT ".\n"
@@ -82,7 +82,7 @@ int fs_conf(struct fuse_args *args, struct fs_opts *o, struct vault_config *cfg)
 	if (o->key_file && snprintf(cfg->key_file, sizeof cfg->key_file, "%s", o->key_file) >= (int)sizeof cfg->key_file)
 		goto toolong;
 	if (o->max_threads == 0)
-		o->max_threads = 32;
+		o->max_threads = 16;
 	if (o->max_threads < 1 || o->max_threads > 1024) {
 		fprintf(stderr, "scopeholdfs: --max-threads must be between 1 and 1024\n");
 		return -1;
