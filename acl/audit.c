@@ -814,6 +814,8 @@ struct audit_writer {
 	struct entry *head, **tail;
 	int queued, cap, stopping;
 	int busy;              /* a batch is being written (by anyone) */
+	struct vault_db *ckdb; /* the writer thread's connection for checkpoints */
+	int ck_wanted;         /* atomic: the WAL has grown past CHECKPOINT_PAGES */
 	int64_t dropped;
 	int has_err;
 	char err[sizeof(((struct vault_err *)0)->msg) + 64];
@@ -1019,11 +1021,33 @@ static void lead(struct audit_writer *w)
 		pthread_cond_signal(&w->work);
 }
 
+/* Checkpoints run on the writer thread, never inline in the commit that an
+ * open waits for: SQLite's auto-checkpoint is off on the committing
+ * connection, and its WAL hook asks for one past this many pages. */
+#define CHECKPOINT_PAGES 1000
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct audit_writer *w = arg;
+	if (pages >= CHECKPOINT_PAGES && !__atomic_exchange_n(&w->ck_wanted, 1, __ATOMIC_ACQ_REL))
+		pthread_cond_signal(&w->work);
+	return SQLITE_OK;
+}
+
 static void *writer_main(void *arg)
 {
 	struct audit_writer *w = arg;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
+		if (__atomic_load_n(&w->ck_wanted, __ATOMIC_ACQUIRE)) {
+			pthread_mutex_unlock(&w->mu);
+			/* PASSIVE: never waits for, nor blocks, a commit */
+			sqlite3_wal_checkpoint_v2(vault_db_handle(w->ckdb), NULL, SQLITE_CHECKPOINT_PASSIVE,
+						  NULL, NULL);
+			__atomic_store_n(&w->ck_wanted, 0, __ATOMIC_RELEASE);
+			pthread_mutex_lock(&w->mu);
+			continue;
+		}
 		int pending = slots_flush(w, w->stopping ? INT64_MAX : vault_now_ns() / NS_PER_S);
 		if ((!w->head || w->busy) && !w->stopping) {
 			if (pending) {
@@ -1077,6 +1101,10 @@ struct audit_writer *audit_writer_start(const char *db_path, enum vault_sync syn
 	}
 	/* Prepare now: a database without the audit table fails here, once,
 	 * and the batches never prepare again. */
+	if (!(w->ckdb = vault_db_open(db_path, VAULT_DB_NOMIGRATE, e)))
+		goto err;
+	sqlite3_exec(h, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL);
+	sqlite3_wal_hook(h, wal_hook, w);
 	if (!vault_db_stmt(w->db, sql_writer_check, e) || !vault_db_stmt(w->db, sql_last, e) ||
 	    !vault_db_stmt(w->db, sql_seq, e) || !vault_db_stmt(w->db, sql_insert, e))
 		goto err;
@@ -1092,6 +1120,7 @@ struct audit_writer *audit_writer_start(const char *db_path, enum vault_sync syn
 	}
 	return w;
 err:
+	vault_db_close(w->ckdb);
 	vault_db_close(w->db);
 	free(w);
 	return NULL;
@@ -1251,6 +1280,7 @@ void audit_writer_stop(struct audit_writer *w)
 	for (int i = 0; i < COALESCE_SLOTS; i++)
 		free(w->slots[i].tmpl);
 	free(w->rows);
+	vault_db_close(w->ckdb);
 	vault_db_close(w->db);
 	pthread_cond_destroy(&w->done);
 	pthread_cond_destroy(&w->work);
