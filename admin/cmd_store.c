@@ -1,6 +1,7 @@
 /* cmd_store.c - scopeholdctl init, provider, secret and rekey: the verbs of
  * the vault. A value enters only through stdin or --from-file, into locked
  * memory that is wiped on every path. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -141,13 +142,16 @@ static const char secret_usage[] =
 	"       scopeholdctl secret versions P/K [--json]\n"
 	"       scopeholdctl secret rm P/K\n"
 	"       scopeholdctl secret assign P/K PROJECT\n"
-	"       scopeholdctl secret unassign P/K PROJECT\n\n"
+	"       scopeholdctl secret unassign P/K PROJECT\n"
+	"       scopeholdctl secret import --from-dir DIR [--assign PROJECT] [--create-providers]\n\n"
 	"put stores a new secret, or a new version of it, read from stdin (or FILE),\n"
 	"byte for byte (--trim-newline drops one trailing newline). Values are 1 byte\n"
 	"to 1 MiB and never given on the command line. The provider must exist.\n"
 	"Open files keep the version they opened; the next open reads the new one.\n"
 	"assign makes a secret relevant to a project; an agent of that project still\n"
-	"needs a grant to read it.\n";
+	"needs a grant to read it.\n"
+	"import stores every DIR/PROVIDER/KEY file as a new version of PROVIDER/KEY in\n"
+	"one transaction (all or nothing), optionally assigning each to PROJECT.\n";
 
 /* Read the value from fd into locked memory: at most VAULT_VALUE_MAX bytes.
  * Returns the length, or -1 after printing why (buffer freed). */
@@ -348,6 +352,171 @@ static int secret_versions(struct ctl *c, const char *pk)
 	return rc == SQLITE_DONE ? 0 : ctl_fail("listing versions failed");
 }
 
+/* Read path (a regular file, not a link) into buf (VAULT_VALUE_MAX + 1
+ * bytes of locked memory, reused for every file). */
+static ssize_t read_value_file(const char *path, uint8_t *buf)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return ctl_fail("cannot open '%s': %s", path, errno == ELOOP ? "a symbolic link" : strerror(errno)), -1;
+	size_t len = 0;
+	ssize_t r;
+	while (len <= VAULT_VALUE_MAX && (r = read(fd, buf + len, VAULT_VALUE_MAX + 1 - len)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int err = errno;
+			close(fd);
+			return ctl_fail("cannot read '%s': %s", path, strerror(err)), -1;
+		}
+		len += (size_t)r;
+	}
+	close(fd);
+	if (len == 0)
+		return ctl_fail("'%s' is empty; nothing imported", path), -1;
+	if (len > VAULT_VALUE_MAX)
+		return ctl_fail("'%s' is larger than the limit of %d bytes (1 MiB); nothing imported",
+				path, VAULT_VALUE_MAX), -1;
+	return (ssize_t)len;
+}
+
+#define IMPORT_MAX 1000000
+
+static int secret_import(struct ctl *c, int argc, char **argv)
+{
+	const char *dir = NULL, *project = NULL;
+	int create = 0;
+	for (int i = 1; i < argc; i++) {
+		int r;
+		if ((r = ctl_opt("secret import", argc, argv, &i, "--from-dir", &dir)) ||
+		    (r = ctl_opt("secret import", argc, argv, &i, "--assign", &project))) {
+			if (r < 0)
+				return 2;
+		} else if (!strcmp(argv[i], "--create-providers")) {
+			create = 1;
+		} else {
+			return ctl_usage("secret", "import: unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!dir)
+		return ctl_usage("secret", "import needs --from-dir DIR");
+	struct vault_err e = { 0 };
+	struct vault_key *k = ctl_key(c);
+	if (!k || !ctl_audit_db(c))
+		return 1;
+	if (project && acl_project_id(c->db, project, &e) <= 0)
+		return e.msg[0] ? ctl_verr(&e) : ctl_fail("project '%s' does not exist", project);
+	DIR *top = opendir(dir);
+	if (!top)
+		return ctl_fail("cannot read directory '%s': %s", dir, strerror(errno));
+	uint8_t *val = sodium_malloc(VAULT_VALUE_MAX + 1);
+	if (!val) {
+		closedir(top);
+		return ctl_fail("out of locked memory for values");
+	}
+	struct audit_row *rows = NULL;
+	char (*paths)[2 * VAULT_NAME_MAX + 2] = NULL;
+	size_t n = 0, cap = 0;
+	int rc = ctl_begin(c);
+	struct dirent *pd;
+	while (rc == 0 && (pd = readdir(top))) {
+		if (pd->d_name[0] == '.')
+			continue;
+		char pdir[PATH_MAX];
+		snprintf(pdir, sizeof pdir, "%s/%s", dir, pd->d_name);
+		if (vault_name_check("provider", pd->d_name, &e) < 0) {
+			rc = ctl_fail("'%s': %s", pdir, e.msg);
+			break;
+		}
+		DIR *sub = opendir(pdir);
+		if (!sub) {
+			rc = ctl_fail("cannot read directory '%s': %s", pdir, strerror(errno));
+			break;
+		}
+		if (vault_provider_id(c->db, pd->d_name, &e) == 0) {
+			if (!create) {
+				rc = ctl_fail("provider '%s' does not exist (add it, or pass --create-providers); nothing imported",
+					      pd->d_name);
+			} else if (vault_provider_add(c->db, pd->d_name, &e) < 0) {
+				rc = ctl_verr(&e);
+			}
+		}
+		struct dirent *kd;
+		while (rc == 0 && (kd = readdir(sub))) {
+			if (!strcmp(kd->d_name, ".") || !strcmp(kd->d_name, ".."))
+				continue;
+			char fpath[PATH_MAX];
+			snprintf(fpath, sizeof fpath, "%s/%s", pdir, kd->d_name);
+			if (vault_name_check("key", kd->d_name, &e) < 0) {
+				rc = ctl_fail("'%s': %s", fpath, e.msg);
+				break;
+			}
+			if (n == IMPORT_MAX) {
+				rc = ctl_fail("more than %d files under '%s'", IMPORT_MAX, dir);
+				break;
+			}
+			ssize_t len = read_value_file(fpath, val);
+			if (len < 0) {
+				rc = 1;
+				break;
+			}
+			int64_t version;
+			int r = vault_secret_put(c->db, k, pd->d_name, kd->d_name, val, (size_t)len, 0, &version, &e);
+			sodium_memzero(val, (size_t)len);
+			if (r == 0 && project && acl_assign(c->db, pd->d_name, kd->d_name, project, 1, &e) < 0 &&
+			    e.code != VAULT_EEXIST)
+				r = -1;
+			if (r < 0) {
+				rc = ctl_verr(&e);
+				break;
+			}
+			if (n == cap) {
+				cap = cap ? 2 * cap : 256;
+				void *nr = realloc(rows, cap * sizeof *rows), *np = nr ? realloc(paths, cap * sizeof *paths) : NULL;
+				if (nr)
+					rows = nr;
+				if (np)
+					paths = np;
+				if (!nr || !np) {
+					rc = ctl_fail("out of memory");
+					break;
+				}
+			}
+			snprintf(paths[n], sizeof paths[n], "%s/%s", pd->d_name, kd->d_name);
+			n++;
+		}
+		closedir(sub);
+	}
+	closedir(top);
+	sodium_free(val);
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			ctl_admin_row(&rows[i], "secret.put", paths[i]);
+		/* The rows first, in one transaction; then the change. */
+		if (n && audit_append(c->adb, rows, n, &e) < 0) {
+			rc = ctl_verr(&e);
+		} else if (vault_db_commit(c->db, &e) < 0) {
+			rc = ctl_verr(&e);
+			struct vault_err e2 = { 0 };
+			struct audit_row r;
+			ctl_admin_row(&r, "secret.import", dir);
+			r.result = "failed";
+			r.reason = "the import did not commit";
+			audit_append(c->adb, &r, 1, &e2);
+		}
+	}
+	if (rc != 0)
+		vault_db_rollback(c->db);
+	else if (c->json)
+		printf("{\"imported\":%zu}\n", n);
+	else
+		printf("imported %zu secret%s from %s%s%s\n", n, n == 1 ? "" : "s", dir,
+		       project ? ", assigned to " : "", project ? project : "");
+	free(rows);
+	free(paths);
+	return rc;
+}
+
 int ctl_secret(struct ctl *c, int argc, char **argv)
 {
 	if (ctl_wants_help(argc, argv))
@@ -359,6 +528,8 @@ int ctl_secret(struct ctl *c, int argc, char **argv)
 		return secret_put(c, argc - 1, argv + 1);
 	if (!strcmp(v, "list"))
 		return secret_list(c, argc - 1, argv + 1);
+	if (!strcmp(v, "import"))
+		return secret_import(c, argc - 1, argv + 1);
 	if (!strcmp(v, "versions")) {
 		if (argc != 3)
 			return ctl_usage("secret", "versions takes one P/K");
