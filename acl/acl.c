@@ -115,8 +115,11 @@ int acl_project_rm(struct vault_db *db, const char *name, struct vault_err *e)
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
-	int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	int rc = sqlite3_step(st);
+	int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
 	sqlite3_reset(st);
+	if (n < 0)
+		return vault_fail_sql(e, vault_db_handle(db), rc, "counting a project's agents");
 	if (n != 0)
 		return vault_fail(e, VAULT_EEXIST, "project '%s' still has %lld agent(s); remove them first",
 				  name, (long long)n);

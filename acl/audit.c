@@ -871,7 +871,9 @@ static void set_err(struct audit_writer *w, const char *msg)
 
 static int coalescible(const struct audit_row *r, int wait)
 {
-	return !wait && !strcmp(r->event, "lookup") && !strcmp(r->result, "denied");
+	/* every refused lookup (denied, unknown-caller, ambiguous, error): a
+	 * probing loop must not flood the store, whoever runs it */
+	return !wait && !strcmp(r->event, "lookup") && strcmp(r->result, "granted");
 }
 
 static int slot_key_is(const struct slot *s, const struct audit_row *r)

@@ -107,8 +107,10 @@ static int have_pidfd_thread(void)
 		if (fd >= 0) {
 			close(fd);
 			st = 1;
+		} else if (errno == EINVAL) {
+			st = 2;
 		} else {
-			st = errno == EINVAL ? 2 : 1;
+			return 1; /* EMFILE, ENOMEM...: decide nothing yet, probe again */
 		}
 		__atomic_store_n(&pidfd_thread_state, st, __ATOMIC_RELAXED);
 	}

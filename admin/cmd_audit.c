@@ -387,6 +387,8 @@ static int audit_prune_cmd(struct ctl *c, int argc, char **argv)
 	int64_t t = ctl_parse_time(before);
 	if (t <= 0)
 		return ctl_usage("audit", "prune --before: cannot read the time '%s'", before);
+	if (t > vault_now_ns())
+		return ctl_fail("prune --before '%s' is in the future; nothing pruned", before);
 	if (!ctl_audit_db(c))
 		return 1;
 	struct audit_row who;

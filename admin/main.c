@@ -88,12 +88,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct vault_err e = { 0 };
+	if ((config && !*config) || (db && !*db) || (key && !*key))
+		return ctl_usage("scopeholdctl", "-c, --db and --key-file need a non-empty value");
 	if (vault_config_load(&c.cfg, config, &e) < 0)
 		return ctl_verr(&e);
 	if (db && snprintf(c.cfg.db, sizeof c.cfg.db, "%s", db) >= (int)sizeof c.cfg.db)
 		return ctl_fail("--db path is too long");
 	if (key && snprintf(c.cfg.key_file, sizeof c.cfg.key_file, "%s", key) >= (int)sizeof c.cfg.key_file)
 		return ctl_fail("--key-file path is too long");
+	if (vault_config_check(&c.cfg, &e) < 0)
+		return ctl_verr(&e);
 
 	/* --json may also follow the verb (before any "--"). */
 	int n = 0;

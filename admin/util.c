@@ -1,6 +1,7 @@
 /* util.c - what scopeholdctl's verb files share: error lines, the lazily
  * opened database and key, admin audit rows, JSON strings and times. */
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -123,9 +124,11 @@ void ctl_json_str(FILE *f, const char *s)
 
 int64_t ctl_parse_time(const char *s)
 {
+	const int64_t max_s = INT64_MAX / 1000000000LL; /* year 2262 */
 	if (!s || !*s)
 		return -1;
 	char *end;
+	errno = 0;
 	if (s[0] == '-' && isdigit((unsigned char)s[1])) {
 		long long n = strtoll(s + 1, &end, 10);
 		int64_t unit;
@@ -134,13 +137,18 @@ int64_t ctl_parse_time(const char *s)
 		else if (!strcmp(end, "h")) unit = 3600;
 		else if (!strcmp(end, "d")) unit = 86400;
 		else return -1;
-		return vault_now_ns() - (int64_t)n * unit * 1000000000LL;
+		int64_t now = vault_now_ns() / 1000000000LL;
+		if (errno == ERANGE || n > now / unit)
+			return -1; /* before 1970 */
+		return (now - (int64_t)n * unit) * 1000000000LL;
 	}
 	int all_digits = 1;
 	for (const char *p = s; *p; p++)
 		all_digits &= isdigit((unsigned char)*p) != 0;
 	if (all_digits) {
 		long long v = strtoll(s, &end, 10);
+		if (errno == ERANGE || v > max_s)
+			return -1;
 		return (int64_t)v * 1000000000LL;
 	}
 	struct tm tm;
@@ -158,6 +166,8 @@ int64_t ctl_parse_time(const char *s)
 	if (*rest)
 		return -1;
 	time_t t = timegm(&tm);
+	if (t < 0 || (int64_t)t > max_s)
+		return -1;
 	return (int64_t)t * 1000000000LL;
 }
 

@@ -77,10 +77,18 @@ int fs_conf(struct fuse_args *args, struct fs_opts *o, struct vault_config *cfg)
 		fprintf(stderr, "scopeholdfs: %s\n", e.msg);
 		return -1;
 	}
+	if ((o->db && !*o->db) || (o->key_file && !*o->key_file) || (o->config && !*o->config)) {
+		fprintf(stderr, "scopeholdfs: -c, --db and --key-file need a non-empty value\n");
+		return -1;
+	}
 	if (o->db && snprintf(cfg->db, sizeof cfg->db, "%s", o->db) >= (int)sizeof cfg->db)
 		goto toolong;
 	if (o->key_file && snprintf(cfg->key_file, sizeof cfg->key_file, "%s", o->key_file) >= (int)sizeof cfg->key_file)
 		goto toolong;
+	if (vault_config_check(cfg, &e) < 0) {
+		fprintf(stderr, "scopeholdfs: %s\n", e.msg);
+		return -1;
+	}
 	if (o->max_threads == 0)
 		o->max_threads = 16;
 	if (o->max_threads < 1 || o->max_threads > 1024) {

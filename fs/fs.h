@@ -21,6 +21,16 @@
 #define FS_INO_SECRET (2ULL << 56)
 #define FS_INO_KIND(ino) ((ino) & (0xffULL << 56))
 #define FS_INO_ID(ino) ((int64_t)((ino) & ((1ULL << 56) - 1)))
+/* A secret's node id names the agent that looked it up as well: two agents
+ * never share an inode, so the kernel's page cache (which a MAP_PRIVATE mmap
+ * uses even with direct_io) never carries one agent's pages to another.
+ * Agent ids below 2^24, secret ids below 2^32. */
+#define FS_AGENT_MAX ((1LL << 24) - 1)
+#define FS_SECRET_MAX ((1LL << 32) - 1)
+#define FS_INO_SECRET_OF(agent, sid) \
+	(FS_INO_SECRET | ((fuse_ino_t)(agent) << 32) | (fuse_ino_t)(sid))
+#define FS_INO_SECRET_ID(ino) ((int64_t)((ino) & 0xffffffffULL))
+#define FS_INO_AGENT(ino) ((int64_t)(((ino) >> 32) & 0xffffffULL))
 
 struct fs_opts {
 	char *config;
@@ -35,6 +45,7 @@ struct fs_opts {
 
 struct fs_state {
 	struct vault_config cfg;
+	struct fuse_session *se;    /* for cache invalidation after RELEASE */
 	struct vault_key *key;
 	struct audit_writer *audit;
 	pthread_key_t tls;          /* per-thread connection and buffer */

@@ -97,6 +97,7 @@ int main(int argc, char *argv[])
 	struct fuse_session *se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, &fs);
 	if (!se)
 		goto err_key;
+	fs.se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto err_session;
 	if (fuse_session_mount(se, cl.mountpoint) != 0) {
@@ -109,6 +110,9 @@ int main(int argc, char *argv[])
 	}
 	fprintf(stderr, "scopeholdfs: serving '%s' from '%s' (audit sync=%s)\n", cl.mountpoint, fs.cfg.db,
 		fs.cfg.audit_sync == VAULT_SYNC_FULL ? "full" : "normal");
+	if (strcmp(fs.cfg.proc_root, "/proc"))
+		fprintf(stderr, "scopeholdfs: warning: callers are read from '%s', not /proc ([identity] proc_root is for tests)\n",
+			fs.cfg.proc_root);
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	if (!lc)

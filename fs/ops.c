@@ -346,6 +346,12 @@ static void lookup_op(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (caller_get(req, &c) < 0) {
+		/* A caller that is no agent probing a provider that exists. */
+		struct vault_secret s = { 0 };
+		if (parent == FS_INO_ROOT && c.db && vault_provider_id(c.db, name, &e) > 0) {
+			snprintf(s.provider, sizeof s.provider, "%s", name);
+			audit(&c, "lookup", who_result(&c.who), c.who.reason, &s, 0);
+		}
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -381,11 +387,33 @@ static void lookup_op(fuse_req_t req, fuse_ino_t parent, const char *name)
 			fuse_reply_err(req, ENOENT);
 			return;
 		}
-		attr_file(&st, FS_INO_SECRET | (fuse_ino_t)s.id, s.len, s.created_ns, c.ctx);
+		if (c.who.agent.id > FS_AGENT_MAX || s.id > FS_SECRET_MAX) {
+			fuse_reply_err(req, EOVERFLOW);
+			return;
+		}
+		attr_file(&st, FS_INO_SECRET_OF(c.who.agent.id, s.id), s.len, s.created_ns, c.ctx);
 		reply_entry(req, &st);
 		return;
 	}
 	fuse_reply_err(req, ENOENT);
+}
+
+/* Fill the names and current version of secret sid into s, for the audit
+ * row of a refused open only (never for a reply). */
+static void secret_names(struct vault_db *db, int64_t sid, struct vault_secret *s)
+{
+	struct vault_err e;
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT p.name, s.key, s.version FROM secrets s JOIN providers p"
+					     " ON p.id = s.provider_id WHERE s.id = ?", &e);
+	if (!st)
+		return;
+	sqlite3_bind_int64(st, 1, sid);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(s->provider, sizeof s->provider, "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(s->key, sizeof s->key, "%s", (const char *)sqlite3_column_text(st, 1));
+		s->version = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_reset(st);
 }
 
 static int provider_of(struct caller *c, int64_t pid)
@@ -430,8 +458,8 @@ static void getattr_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	struct vault_secret s;
-	if (FS_INO_KIND(ino) == FS_INO_SECRET &&
-	    acl_view_secret(c.db, &c.who.agent, FS_INO_ID(ino), &s, &e) == 1) {
+	if (FS_INO_KIND(ino) == FS_INO_SECRET && FS_INO_AGENT(ino) == c.who.agent.id &&
+	    acl_view_secret(c.db, &c.who.agent, FS_INO_SECRET_ID(ino), &s, &e) == 1) {
 		attr_file(&st, ino, s.len, s.created_ns, c.ctx);
 		fuse_reply_attr(req, &st, 0);
 		return;
@@ -444,6 +472,8 @@ struct dirbuf {
 	fuse_req_t req;
 	char *p;
 	size_t len, cap;
+	size_t hint;   /* where the last reply ended: a known record boundary */
+	int64_t agent; /* whose listing (node ids of secrets name the agent) */
 	int failed;
 };
 
@@ -477,7 +507,9 @@ static int dir_provider(void *arg, int64_t id, const char *name)
 static int dir_key(void *arg, const struct vault_secret *s)
 {
 	struct dirbuf *d = arg;
-	dir_add(d, s->key, FS_INO_SECRET | (fuse_ino_t)s->id, S_IFREG);
+	if (d->agent > FS_AGENT_MAX || s->id > FS_SECRET_MAX)
+		return 0;
+	dir_add(d, s->key, FS_INO_SECRET_OF(d->agent, s->id), S_IFREG);
 	return d->failed;
 }
 
@@ -509,6 +541,7 @@ static void opendir_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		}
 		dir_add(d, ".", ino, S_IFDIR);
 		dir_add(d, "..", FS_INO_ROOT, S_IFDIR);
+		d->agent = c.who.agent.id;
 		rc = acl_view_keys(c.db, &c.who.agent, FS_INO_ID(ino), dir_key, d, &e);
 	} else {
 		free(d);
@@ -545,13 +578,21 @@ static void sh_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	/* Reply whole records only, as many as fit in size. */
-	size_t pos = (size_t)off;
+	/* off comes from the caller (lseek on the directory): accept only an
+	 * offset that dir_add produced, walking the records from the start,
+	 * then reply whole records only, as many as fit in size. */
+	size_t pos = (size_t)off == d->hint ? d->hint : 0;
+	while (pos < (size_t)off)
+		pos = (size_t)((const struct dirent_rec *)(d->p + pos))->off;
+	if (pos != (size_t)off) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
 	while (pos < d->len) {
-		const struct dirent_rec *rec = (const void *)(d->p + pos);
-		if ((size_t)rec->off - (size_t)off > size)
+		size_t next = (size_t)((const struct dirent_rec *)(d->p + pos))->off;
+		if (next - (size_t)off > size)
 			break;
-		pos = (size_t)rec->off;
+		pos = next;
 	}
 	/* Reply from a copy: once the kernel has the reply, RELEASEDIR may
 	 * free d on another thread before writev() has returned here. */
@@ -562,6 +603,7 @@ static void sh_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	memcpy(copy, d->p + off, n);
+	d->hint = pos; /* before the reply: d may be gone after it */
 	fuse_reply_buf(req, copy, n);
 	free(copy);
 }
@@ -612,7 +654,7 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	struct vault_secret s;
 	memset(&s, 0, sizeof s);
-	s.id = FS_INO_ID(ino);
+	s.id = FS_INO_SECRET_ID(ino);
 	/* An open is audited with every label of the caller, not only those
 	 * some binding needed. */
 	if (caller_get_labels(req, &c, ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM) < 0) {
@@ -620,13 +662,16 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EIO);
 			return;
 		}
+		secret_names(c.db, s.id, &s);
 		int err = audit(&c, "open", who_result(&c.who), c.who.reason, &s, 1) < 0 ? EIO : ENOENT;
 		fuse_reply_err(req, err);
 		return;
 	}
-	int ok = acl_view_secret(c.db, &c.who.agent, s.id, &s, &e);
+	/* A node id looked up by another agent is not this caller's. */
+	int ok = FS_INO_AGENT(ino) == c.who.agent.id ? acl_view_secret(c.db, &c.who.agent, s.id, &s, &e) : 0;
 	if (ok != 1) {
 		int err = ok < 0 ? EIO : ENOENT;
+		secret_names(c.db, s.id, &s);
 		if (audit(&c, "open", ok < 0 ? "error" : "denied", ok < 0 ? e.msg : "not granted", &s, 1) < 0)
 			err = EIO;
 		fuse_reply_err(req, err);
@@ -644,6 +689,13 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->len = (size_t)s.len;
+	if (h->sealed.ctlen != h->len + VAULT_TAG_BYTES) { /* decrypt writes ctlen - tag bytes */
+		audit(&c, "open", "error", "stored length does not match the sealed value", &s, 1);
+		vault_sealed_clear(&h->sealed);
+		free(h);
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	if (audit(&c, "open", "granted", NULL, &s, 1) < 0) {
 		vault_sealed_clear(&h->sealed);
 		free(h);
@@ -697,10 +749,15 @@ static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fs_state *fs = state(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	vault_sealed_clear(&h->sealed);
 	free(h);
 	fuse_reply_err(req, 0);
+	/* Drop whatever a private mmap put in the page cache: plaintext must
+	 * not outlive the open in kernel memory (nor whoami reach another). */
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 }
 
 static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

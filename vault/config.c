@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -68,6 +69,15 @@ const char *vault_config_audit_db(const struct vault_config *c, char *buf)
 	return buf;
 }
 
+int vault_config_check(const struct vault_config *c, struct vault_err *e)
+{
+	if (!c->db[0])
+		return vault_fail(e, VAULT_EINVAL, "the database path is empty");
+	if (strlen(c->db) + sizeof "-audit.db" > PATH_MAX)
+		return vault_fail(e, VAULT_EINVAL, "the database path is too long");
+	return 0;
+}
+
 int vault_config_load(struct vault_config *c, const char *path, struct vault_err *e)
 {
 	memset(c, 0, sizeof *c);
@@ -91,11 +101,24 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 		return vault_fail(e, errno == ENOENT ? VAULT_ENOENT : VAULT_EIO,
 				  "cannot read config file '%s': %s", path, strerror(errno));
 	}
+	/* It names the database, the key and where callers are read from:
+	 * only root (or we) may be able to change it. */
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022))) {
+		fclose(f);
+		if (st.st_mode & 022)
+			return vault_fail(e, VAULT_EPERM, "config file '%s' is writable by group or others (mode %04o); run: chmod go-w '%s'",
+					  path, (unsigned)(st.st_mode & 07777), path);
+		return vault_fail(e, VAULT_EPERM, "config file '%s' is owned by uid %u, not root; run: chown root '%s'",
+				  path, (unsigned)st.st_uid, path);
+	}
 	struct parse p = { .c = c };
 	int line = ini_parse_file(f, handler, &p);
 	fclose(f);
 	if (line < 0)
 		return vault_fail(e, VAULT_EIO, "cannot read config file '%s'", path);
+	if (line == 0 && (!c->db[0] || strlen(c->db) + sizeof "-audit.db" > PATH_MAX))
+		return vault_fail(e, VAULT_EINVAL, "config file '%s': [vault] db is empty or too long", path);
 	if (line > 0)
 		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d: unknown or invalid setting %s "
 				  "(known: [vault] db, key_file; [fs] mountpoint; [audit] db, sync = normal|full, queue; "

@@ -20,8 +20,13 @@ struct vault_config {
 };
 
 /* The audit store's path: [audit] db, or db with ".db" replaced by
- * "-audit.db" (or "-audit" appended). Written into buf (PATH_MAX). */
+ * "-audit.db" (or "-audit" appended). Written into buf (PATH_MAX). The
+ * programs refuse a db path too long for that (vault_config_check). */
 const char *vault_config_audit_db(const struct vault_config *c, char *buf);
+
+/* After the command line has overridden the file: 0, or -1 when the db
+ * path is empty or too long to derive the audit store's path from. */
+int vault_config_check(const struct vault_config *c, struct vault_err *e);
 
 /* Defaults, then path (or $SCOPEHOLD_CONFIG, or the default file when it
  * exists). An explicitly named file that is missing is an error; an unknown

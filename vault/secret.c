@@ -71,8 +71,13 @@ int vault_provider_rm(struct vault_db *db, const char *name, struct vault_err *e
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, 1, id);
-	int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	int rc = sqlite3_step(st);
+	int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
 	sqlite3_reset(st);
+	if (n < 0) {
+		vault_fail_sql(e, vault_db_handle(db), rc, "counting a provider's secrets");
+		goto fail;
+	}
 	if (n != 0) {
 		vault_fail(e, VAULT_EEXIST, "provider '%s' still has %lld secret(s); remove them first",
 			   name, (long long)n);

@@ -101,6 +101,16 @@ static void test_inode_kinds(void **state)
 	assert_int_equal(FS_INO_KIND(s), FS_INO_SECRET);
 	assert_int_equal(FS_INO_ID(s), 42);
 	assert_int_equal(FS_INO_KIND(FS_INO_ROOT), 0);
+	/* two agents never share a secret's node id */
+	fuse_ino_t a = FS_INO_SECRET_OF(7, 42), b = FS_INO_SECRET_OF(8, 42);
+	assert_true(a != b);
+	assert_int_equal(FS_INO_KIND(a), FS_INO_SECRET);
+	assert_int_equal(FS_INO_SECRET_ID(a), 42);
+	assert_int_equal(FS_INO_AGENT(a), 7);
+	fuse_ino_t m = FS_INO_SECRET_OF(FS_AGENT_MAX, FS_SECRET_MAX);
+	assert_int_equal(FS_INO_KIND(m), FS_INO_SECRET);
+	assert_int_equal(FS_INO_AGENT(m), FS_AGENT_MAX);
+	assert_int_equal(FS_INO_SECRET_ID(m), FS_SECRET_MAX);
 }
 
 static int setup(void **state)
