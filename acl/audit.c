@@ -1105,7 +1105,8 @@ struct audit_writer *audit_writer_start(const char *db_path, enum vault_sync syn
 	 * and the batches never prepare again. */
 	if (!(w->ckdb = vault_db_open(db_path, VAULT_DB_NOMIGRATE, e)))
 		goto err;
-	sqlite3_exec(h, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL);
+	sqlite3_exec(h, "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -512", NULL, NULL, NULL);
+	sqlite3_exec(vault_db_handle(w->ckdb), "PRAGMA cache_size = -128", NULL, NULL, NULL);
 	sqlite3_wal_hook(h, wal_hook, w);
 	if (!vault_db_stmt(w->db, sql_writer_check, e) || !vault_db_stmt(w->db, sql_last, e) ||
 	    !vault_db_stmt(w->db, sql_seq, e) || !vault_db_stmt(w->db, sql_insert, e))

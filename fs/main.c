@@ -1,6 +1,7 @@
 /* main.c - scopeholdfs: parse, check the store and key, mount, serve,
  * unwind. Refuses to start on any doubt about the key or database. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <limits.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@ int main(int argc, char *argv[])
 	memset(&fs, 0, sizeof fs);
 	memset(&cl, 0, sizeof cl);
 	memset(&opts, 0, sizeof opts);
+	mallopt(M_ARENA_MAX, 2); /* one arena per worker thread would only add RSS */
 	/* No core dumps, no ptrace by other users: this process holds keys. */
 	struct rlimit no_core = { 0, 0 };
 	setrlimit(RLIMIT_CORE, &no_core);
