@@ -41,21 +41,12 @@ struct vault_db *acl_db_open(const char *path, unsigned flags, struct vault_err 
 	return db;
 }
 
-static int step_done(struct vault_db *db, sqlite3_stmt *st, const char *what, struct vault_err *e)
-{
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		return 0;
-	return vault_fail_sql(e, vault_db_handle(db), rc, what);
-}
-
 /* Run st (already bound) in its own transaction, bumping the generation. */
 static int change(struct vault_db *db, sqlite3_stmt *st, const char *what, struct vault_err *e)
 {
 	if (vault_db_begin(db, e) < 0)
 		return -1;
-	if (step_done(db, st, what, e) < 0 || vault_generation_bump(db, e) < 0 ||
+	if (vault_db_step_done(db, st, what, e) < 0 || vault_generation_bump(db, e) < 0 ||
 	    vault_db_commit(db, e) < 0) {
 		vault_db_rollback(db);
 		return -1;
@@ -335,7 +326,7 @@ static int toggle(struct vault_db *db, int on, const char *sql_on, const char *s
 		sqlite3_bind_int64(st, 3, vault_now_ns());
 	if (vault_db_begin(db, e) < 0)
 		return -1;
-	int rc = step_done(db, st, what, e);
+	int rc = vault_db_step_done(db, st, what, e);
 	int n = sqlite3_changes(vault_db_handle(db));
 	if (rc == 0 && n == 0)
 		rc = vault_fail(e, on ? VAULT_EEXIST : VAULT_ENOENT, "%s '%s' %s '%s'", name1,

@@ -365,6 +365,15 @@ sqlite3_stmt *vault_db_stmt(struct vault_db *db, const char *sql, struct vault_e
 	return st;
 }
 
+int vault_db_step_done(struct vault_db *db, sqlite3_stmt *st, const char *what, struct vault_err *e)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return vault_fail_sql(e, db->db, rc, what);
+	return 0;
+}
+
 int vault_db_begin(struct vault_db *db, struct vault_err *e)
 {
 	if (exec_sql(db, db->depth ? "SAVEPOINT nest" : "BEGIN IMMEDIATE", "starting a transaction", e) < 0)

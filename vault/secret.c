@@ -9,15 +9,6 @@
 
 #include "vault/vault.h"
 
-static int step_done(struct vault_db *db, sqlite3_stmt *st, const char *what, struct vault_err *e)
-{
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
-		return vault_fail_sql(e, vault_db_handle(db), rc, what);
-	return 0;
-}
-
 int64_t vault_provider_id(struct vault_db *db, const char *name, struct vault_err *e)
 {
 	sqlite3_stmt *st = vault_db_stmt(db, "SELECT id FROM providers WHERE name = ?", e);
@@ -41,7 +32,7 @@ static int provider_insert(struct vault_db *db, const char *name, struct vault_e
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, vault_now_ns());
-	return step_done(db, st, "adding a provider", e);
+	return vault_db_step_done(db, st, "adding a provider", e);
 }
 
 int vault_provider_add(struct vault_db *db, const char *name, struct vault_err *e)
@@ -87,7 +78,7 @@ int vault_provider_rm(struct vault_db *db, const char *name, struct vault_err *e
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, 1, id);
-	if (step_done(db, st, "removing a provider", e) < 0 || vault_db_commit(db, e) < 0)
+	if (vault_db_step_done(db, st, "removing a provider", e) < 0 || vault_db_commit(db, e) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -163,7 +154,7 @@ int vault_secret_put(struct vault_db *db, const struct vault_key *k,
 		sqlite3_bind_int64(st, 1, pid);
 		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, vault_now_ns());
-		if (step_done(db, st, "adding a secret", e) < 0)
+		if (vault_db_step_done(db, st, "adding a secret", e) < 0)
 			goto fail;
 		s.id = sqlite3_last_insert_rowid(vault_db_handle(db));
 		s.version = 0;
@@ -183,7 +174,7 @@ int vault_secret_put(struct vault_db *db, const struct vault_key *k,
 	sqlite3_bind_blob(st, 4, ct, (int)(len + VAULT_TAG_BYTES), SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, (int64_t)len);
 	sqlite3_bind_int64(st, 6, now);
-	if (step_done(db, st, "storing a secret version", e) < 0)
+	if (vault_db_step_done(db, st, "storing a secret version", e) < 0)
 		goto fail;
 	st = vault_db_stmt(db, "UPDATE secrets SET version = ?, len = ? WHERE id = ?", e);
 	if (!st)
@@ -191,7 +182,7 @@ int vault_secret_put(struct vault_db *db, const struct vault_key *k,
 	sqlite3_bind_int64(st, 1, ad.version);
 	sqlite3_bind_int64(st, 2, (int64_t)len);
 	sqlite3_bind_int64(st, 3, s.id);
-	if (step_done(db, st, "updating a secret", e) < 0 || vault_generation_bump(db, e) < 0 ||
+	if (vault_db_step_done(db, st, "updating a secret", e) < 0 || vault_generation_bump(db, e) < 0 ||
 	    vault_db_commit(db, e) < 0)
 		goto fail;
 	free(ct);
@@ -219,7 +210,7 @@ int vault_secret_rm(struct vault_db *db, const char *provider, const char *key, 
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, 1, s.id);
-	if (step_done(db, st, "removing a secret", e) < 0 || vault_generation_bump(db, e) < 0 ||
+	if (vault_db_step_done(db, st, "removing a secret", e) < 0 || vault_generation_bump(db, e) < 0 ||
 	    vault_db_commit(db, e) < 0)
 		goto fail;
 	return 0;

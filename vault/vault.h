@@ -84,6 +84,10 @@ const char *vault_db_path(const struct vault_db *db);
  * its address), reset and with bindings cleared. NULL on error with *e. */
 sqlite3_stmt *vault_db_stmt(struct vault_db *db, const char *sql, struct vault_err *e);
 
+/* Step st (bound, expecting no rows) and reset it: 0, or -1 with *e saying
+ * what failed. */
+int vault_db_step_done(struct vault_db *db, sqlite3_stmt *st, const char *what, struct vault_err *e);
+
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. They nest: inside an open
  * transaction they become SAVEPOINT / RELEASE / ROLLBACK TO, so a caller can
  * wrap a library change and its audit row in one transaction. */
