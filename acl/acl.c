@@ -511,6 +511,31 @@ int acl_view_provider(struct vault_db *db, const struct acl_agent *agent, const 
 	return found;
 }
 
+int acl_view_key(struct vault_db *db, const struct acl_agent *agent, int64_t provider_id,
+		 const char *key, struct vault_secret *s, struct vault_err *e)
+{
+	/* the rule of EFFECTIVE, correlated with this secret s */
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT " SECRET_COLS ", EXISTS (SELECT 1 FROM agents a"
+					     " JOIN grants g ON g.agent_id = a.id AND g.secret_id = s.id"
+					     " JOIN assignments x ON x.secret_id = s.id AND x.project_id = a.project_id"
+					     " WHERE a.id = ?1 AND a.enabled = 1)"
+					     " FROM secrets s WHERE s.provider_id = ?2 AND s.key = ?3", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 2, provider_id);
+	sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st), found = 2;
+	if (rc == SQLITE_ROW) {
+		secret_row(st, s);
+		found = sqlite3_column_int(st, 7) ? 1 : 0;
+	} else if (rc != SQLITE_DONE) {
+		found = vault_fail_sql(e, vault_db_handle(db), rc, "looking up a secret");
+	}
+	sqlite3_reset(st);
+	return found;
+}
+
 int acl_view_secret(struct vault_db *db, const struct acl_agent *agent, int64_t sid,
 		    struct vault_secret *s, struct vault_err *e)
 {

@@ -107,6 +107,11 @@ int acl_view_keys(struct vault_db *db, const struct acl_agent *agent, int64_t pr
 /* 1 when agent has an effective grant under provider name (fills *provider_id), 0 not, -1 error */
 int acl_view_provider(struct vault_db *db, const struct acl_agent *agent, const char *name,
 		      int64_t *provider_id, struct vault_err *e);
+/* The secret key under provider_id, in one query: 1 effective for agent
+ * (fills *s), 0 it exists but is not (fills *s for the audit row), 2 no such
+ * secret, -1 error. */
+int acl_view_key(struct vault_db *db, const struct acl_agent *agent, int64_t provider_id,
+		 const char *key, struct vault_secret *s, struct vault_err *e);
 /* Effective secret by id (for getattr/open on an inode): 1 allowed (fills *s), 0 not, -1 error */
 int acl_view_secret(struct vault_db *db, const struct acl_agent *agent, int64_t secret_id,
 		    struct vault_secret *s, struct vault_err *e);

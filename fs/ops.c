@@ -299,27 +299,6 @@ static void sh_init(void *userdata, struct fuse_conn_info *conn)
 	clock_gettime(CLOCK_REALTIME, &started);
 }
 
-/* 1 when key names a secret under provider_id (denied lookups are audited). */
-static int secret_exists(struct vault_db *db, int64_t provider_id, const char *key, struct vault_secret *s)
-{
-	struct vault_err e;
-	sqlite3_stmt *st = vault_db_stmt(db, "SELECT s.id, s.version, p.name FROM secrets s JOIN providers p"
-					     " ON p.id = s.provider_id WHERE s.provider_id = ? AND s.key = ?", &e);
-	if (!st)
-		return 0;
-	sqlite3_bind_int64(st, 1, provider_id);
-	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-	int found = sqlite3_step(st) == SQLITE_ROW;
-	if (found) {
-		s->id = sqlite3_column_int64(st, 0);
-		s->version = sqlite3_column_int64(st, 1);
-		snprintf(s->provider, sizeof s->provider, "%s", (const char *)sqlite3_column_text(st, 2));
-		snprintf(s->key, sizeof s->key, "%s", key);
-	}
-	sqlite3_reset(st);
-	return found;
-}
-
 static void lookup_op(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct caller c;
@@ -376,11 +355,11 @@ static void lookup_op(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (FS_INO_KIND(parent) == FS_INO_PROVIDER) {
 		struct vault_secret s;
 		memset(&s, 0, sizeof s);
-		if (!secret_exists(c.db, FS_INO_ID(parent), name, &s)) {
+		int ok = acl_view_key(c.db, &c.who.agent, FS_INO_ID(parent), name, &s, &e);
+		if (ok == 2) {
 			fuse_reply_err(req, ENOENT);
 			return;
 		}
-		int ok = acl_view_secret(c.db, &c.who.agent, s.id, &s, &e);
 		if (ok != 1) {
 			audit(&c, "lookup", ok < 0 ? "error" : "denied",
 			      ok < 0 ? "database error" : "not granted", &s, 0);

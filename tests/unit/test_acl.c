@@ -202,6 +202,31 @@ static void test_resolve_fake_proc(void **state)
 	assert_string_equal(w.labels.cgroup, "/user.slice/mcp");
 }
 
+/* acl_view_key decides one key in one query: an agent with another
+ * effective grant under the provider must still not see this one. */
+static void test_view_key(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	struct acl_agent a;
+	struct vault_secret s;
+	assert_int_equal(acl_assign(v->db, "stripe", "test_key", "demo", 1, &e), 0);
+	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 1, &e), 0);
+	assert_int_equal(acl_assign(v->db, "stripe", "live_key", "demo", 1, &e), 0);
+	assert_int_equal(acl_agent_get(v->db, "billing", &a, &e), 1);
+	int64_t pid = vault_provider_id(v->db, "stripe", &e);
+	assert_int_equal(acl_view_key(v->db, &a, pid, "test_key", &s, &e), 1);
+	assert_string_equal(s.key, "test_key");
+	assert_string_equal(s.provider, "stripe");
+	assert_int_equal(s.len, 2);
+	assert_int_equal(acl_view_key(v->db, &a, pid, "live_key", &s, &e), 0);
+	assert_string_equal(s.key, "live_key"); /* names for the audit row */
+	assert_int_equal(acl_view_key(v->db, &a, pid, "missing", &s, &e), 2);
+	assert_int_equal(acl_agent_enable(v->db, "billing", 0, &e), 0);
+	assert_int_equal(acl_agent_get(v->db, "billing", &a, &e), 1);
+	assert_int_equal(acl_view_key(v->db, &a, pid, "test_key", &s, &e), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -209,6 +234,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cascades, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_fake_proc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_view_key, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
