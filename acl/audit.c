@@ -814,8 +814,7 @@ struct audit_writer {
 	struct entry *head, **tail;
 	int queued, cap, stopping;
 	int busy;              /* a batch is being written (by anyone) */
-	struct vault_db *ckdb; /* the writer thread's connection for checkpoints */
-	int ck_wanted;         /* atomic: the WAL has grown past CHECKPOINT_PAGES */
+	int ck_wanted;         /* the WAL has grown past CHECKPOINT_PAGES (under mu) */
 	int64_t dropped;
 	int has_err;
 	char err[sizeof(((struct vault_err *)0)->msg) + 64];
@@ -1019,20 +1018,31 @@ static void lead(struct audit_writer *w)
 		w->has_err = 0;
 	}
 	complete(w, batch, rc);
-	if (w->head) /* rows that came during the write: whoever is free leads */
+	/* rows that came during the write: whoever is free leads; a wanted
+	 * checkpoint: the writer thread takes the token now */
+	if (w->head || w->ck_wanted)
 		pthread_cond_signal(&w->work);
 }
 
-/* Checkpoints run on the writer thread, never inline in the commit that an
- * open waits for: SQLite's auto-checkpoint is off on the committing
- * connection, and its WAL hook asks for one past this many pages. */
+/* Checkpoints run on the writer thread, not inside the commit that an open
+ * waits for: SQLite's auto-checkpoint is off, and the WAL hook asks for one
+ * past this many pages. The writer takes the commit token (busy) for it, so
+ * no frame is added meanwhile: the checkpoint catches up and the next commit
+ * rewinds the WAL instead of growing it. */
 #define CHECKPOINT_PAGES 1000
 
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct audit_writer *w = arg;
-	if (pages >= CHECKPOINT_PAGES && !__atomic_exchange_n(&w->ck_wanted, 1, __ATOMIC_ACQ_REL))
-		pthread_cond_signal(&w->work);
+	if (pages >= CHECKPOINT_PAGES) {
+		/* called during a commit, with mu released by lead() */
+		pthread_mutex_lock(&w->mu);
+		if (!w->ck_wanted) {
+			w->ck_wanted = 1;
+			pthread_cond_signal(&w->work);
+		}
+		pthread_mutex_unlock(&w->mu);
+	}
 	return SQLITE_OK;
 }
 
@@ -1041,13 +1051,15 @@ static void *writer_main(void *arg)
 	struct audit_writer *w = arg;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		if (__atomic_load_n(&w->ck_wanted, __ATOMIC_ACQUIRE)) {
+		if (w->ck_wanted && !w->busy) {
+			w->busy = 1; /* the commit token: no frame is added meanwhile */
+			w->ck_wanted = 0;
 			pthread_mutex_unlock(&w->mu);
-			/* PASSIVE: never waits for, nor blocks, a commit */
-			sqlite3_wal_checkpoint_v2(vault_db_handle(w->ckdb), NULL, SQLITE_CHECKPOINT_PASSIVE,
+			sqlite3_wal_checkpoint_v2(vault_db_handle(w->db), NULL, SQLITE_CHECKPOINT_PASSIVE,
 						  NULL, NULL);
-			__atomic_store_n(&w->ck_wanted, 0, __ATOMIC_RELEASE);
 			pthread_mutex_lock(&w->mu);
+			w->busy = 0;
+			pthread_cond_broadcast(&w->done); /* waiters may lead now */
 			continue;
 		}
 		int pending = slots_flush(w, w->stopping ? INT64_MAX : vault_now_ns() / NS_PER_S);
@@ -1103,10 +1115,8 @@ struct audit_writer *audit_writer_start(const char *db_path, enum vault_sync syn
 	}
 	/* Prepare now: a database without the audit table fails here, once,
 	 * and the batches never prepare again. */
-	if (!(w->ckdb = vault_db_open(db_path, VAULT_DB_NOMIGRATE, e)))
-		goto err;
-	sqlite3_exec(h, "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -512", NULL, NULL, NULL);
-	sqlite3_exec(vault_db_handle(w->ckdb), "PRAGMA cache_size = -128", NULL, NULL, NULL);
+	sqlite3_exec(h, "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -512;"
+		     " PRAGMA journal_size_limit = 67108864", NULL, NULL, NULL);
 	sqlite3_wal_hook(h, wal_hook, w);
 	if (!vault_db_stmt(w->db, sql_writer_check, e) || !vault_db_stmt(w->db, sql_last, e) ||
 	    !vault_db_stmt(w->db, sql_seq, e) || !vault_db_stmt(w->db, sql_insert, e))
@@ -1123,7 +1133,6 @@ struct audit_writer *audit_writer_start(const char *db_path, enum vault_sync syn
 	}
 	return w;
 err:
-	vault_db_close(w->ckdb);
 	vault_db_close(w->db);
 	free(w);
 	return NULL;
@@ -1218,9 +1227,9 @@ int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int
 	 * thread writes the queue (its own row and any others) itself; else
 	 * it waits for the batch in flight and leads the next one. */
 	while (!e->done) {
-		if (!w->busy && w->head)
+		if (!w->busy && w->head && !w->ck_wanted)
 			lead(w);
-		else
+		else /* a batch in flight, or the writer's checkpoint goes first */
 			pthread_cond_wait(&w->done, &w->mu);
 	}
 	int rc = e->rc;
@@ -1283,7 +1292,6 @@ void audit_writer_stop(struct audit_writer *w)
 	for (int i = 0; i < COALESCE_SLOTS; i++)
 		free(w->slots[i].tmpl);
 	free(w->rows);
-	vault_db_close(w->ckdb);
 	vault_db_close(w->db);
 	pthread_cond_destroy(&w->done);
 	pthread_cond_destroy(&w->work);
