@@ -16,7 +16,11 @@
  * name: ids are never reused (AUTOINCREMENT). */
 #define FS_INO_ROOT FUSE_ROOT_ID
 #define FS_INO_META 2ULL   /* /.scopehold */
-#define FS_INO_WHOAMI 3ULL /* /.scopehold/whoami */
+/* /.scopehold/whoami: a node id per caller (uid, thread), so that the page
+ * cache of one caller's text is never another's. */
+#define FS_INO_WHOAMI (3ULL << 56)
+#define FS_INO_WHOAMI_OF(uid, pid) \
+	(FS_INO_WHOAMI | ((fuse_ino_t)(uint32_t)(uid) << 24) | ((fuse_ino_t)(pid) & 0xffffffULL))
 #define FS_INO_PROVIDER (1ULL << 56)
 #define FS_INO_SECRET (2ULL << 56)
 #define FS_INO_KIND(ino) ((ino) & (0xffULL << 56))

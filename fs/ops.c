@@ -289,6 +289,48 @@ static size_t whoami_text(const struct caller *c, char *buf, size_t len)
 
 #define WHOAMI_MAX 4096
 
+/* ---- page-cache invalidation -------------------------------------------- */
+
+/* Inodes whose page cache a private mmap may have filled, dropped by one
+ * thread of their own: invalidation waits for page locks that a fault holds
+ * while its READ waits for a worker, so a worker must never do it. Full:
+ * the entry is skipped (the pages go when the kernel evicts the inode). */
+#define INVAL_QUEUE 1024
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	fuse_ino_t ino[INVAL_QUEUE];
+	size_t head, n;
+	struct fuse_session *se;
+} inval = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void *inval_main(void *arg)
+{
+	pthread_mutex_lock(&inval.mu);
+	for (;;) {
+		while (!inval.n)
+			pthread_cond_wait(&inval.cv, &inval.mu);
+		fuse_ino_t ino = inval.ino[inval.head];
+		inval.head = (inval.head + 1) % INVAL_QUEUE;
+		inval.n--;
+		pthread_mutex_unlock(&inval.mu);
+		fuse_lowlevel_notify_inval_inode(inval.se, ino, 0, 0);
+		pthread_mutex_lock(&inval.mu);
+	}
+	return NULL;
+}
+
+static void inval_later(fuse_ino_t ino)
+{
+	pthread_mutex_lock(&inval.mu);
+	if (inval.se && inval.n < INVAL_QUEUE) {
+		inval.ino[(inval.head + inval.n) % INVAL_QUEUE] = ino;
+		inval.n++;
+		pthread_cond_signal(&inval.cv);
+	}
+	pthread_mutex_unlock(&inval.mu);
+}
+
 /* ---- operations --------------------------------------------------------- */
 
 static void sh_init(void *userdata, struct fuse_conn_info *conn)
@@ -297,6 +339,14 @@ static void sh_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	clock_gettime(CLOCK_REALTIME, &started);
+	struct fs_state *fs = userdata;
+	pthread_t t;
+	if (fs->se && !inval.se && pthread_create(&t, NULL, inval_main, NULL) == 0) {
+		pthread_detach(t); /* it may sit in the kernel at exit; never joined */
+		pthread_mutex_lock(&inval.mu);
+		inval.se = fs->se;
+		pthread_mutex_unlock(&inval.mu);
+	}
 }
 
 static void lookup_op(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -320,7 +370,7 @@ static void lookup_op(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 		char text[WHOAMI_MAX];
 		caller_get(req, &c);
-		attr_file(&st, FS_INO_WHOAMI, (off_t)whoami_text(&c, text, sizeof text), 0, c.ctx);
+		attr_file(&st, FS_INO_WHOAMI_OF(c.ctx->uid, c.ctx->pid), (off_t)whoami_text(&c, text, sizeof text), 0, c.ctx);
 		reply_entry(req, &st);
 		return;
 	}
@@ -420,7 +470,7 @@ static void getattr_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, 0);
 		return;
 	}
-	if (ino == FS_INO_WHOAMI) {
+	if (FS_INO_KIND(ino) == FS_INO_WHOAMI) {
 		char text[WHOAMI_MAX];
 		caller_get(req, &c);
 		attr_file(&st, ino, (off_t)whoami_text(&c, text, sizeof text), 0, c.ctx);
@@ -506,7 +556,8 @@ static void opendir_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (ino == FS_INO_META) {
 		dir_add(d, ".", ino, S_IFDIR);
 		dir_add(d, "..", FS_INO_ROOT, S_IFDIR);
-		dir_add(d, "whoami", FS_INO_WHOAMI, S_IFREG);
+		const struct fuse_ctx *ctx = fuse_req_ctx(req);
+		dir_add(d, "whoami", FS_INO_WHOAMI_OF(ctx->uid, ctx->pid), S_IFREG);
 	} else if (ino == FS_INO_ROOT) {
 		dir_add(d, ".", ino, S_IFDIR);
 		dir_add(d, "..", ino, S_IFDIR);
@@ -611,7 +662,7 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	if (ino == FS_INO_WHOAMI) {
+	if (FS_INO_KIND(ino) == FS_INO_WHOAMI) {
 		struct handle *h = calloc(1, sizeof *h + WHOAMI_MAX);
 		if (!h) {
 			fuse_reply_err(req, ENOMEM);
@@ -728,15 +779,13 @@ static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_state *fs = state(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	vault_sealed_clear(&h->sealed);
 	free(h);
 	fuse_reply_err(req, 0);
 	/* Drop whatever a private mmap put in the page cache: plaintext must
-	 * not outlive the open in kernel memory (nor whoami reach another). */
-	if (fs->se)
-		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+	 * not outlive the open in kernel memory. */
+	inval_later(ino);
 }
 
 static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
