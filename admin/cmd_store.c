@@ -356,9 +356,15 @@ static int secret_versions(struct ctl *c, const char *pk)
  * bytes of locked memory, reused for every file). */
 static ssize_t read_value_file(const char *path, uint8_t *buf)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO must not hang the import (it is refused below) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return ctl_fail("cannot open '%s': %s", path, errno == ELOOP ? "a symbolic link" : strerror(errno)), -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return ctl_fail("'%s' is not a regular file; nothing imported", path), -1;
+	}
 	size_t len = 0;
 	ssize_t r;
 	while (len <= VAULT_VALUE_MAX && (r = read(fd, buf + len, VAULT_VALUE_MAX + 1 - len)) != 0) {
@@ -381,6 +387,33 @@ static ssize_t read_value_file(const char *path, uint8_t *buf)
 }
 
 #define IMPORT_MAX 1000000
+
+/* One admin row of an import: its event and what it names. */
+struct imp_row {
+	const char *event;
+	char path[3 * VAULT_NAME_MAX + 8];
+};
+
+static int imp_add(struct audit_row **rows, struct imp_row **paths, size_t *n, size_t *cap,
+		   const char *event, const char *what)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? 2 * *cap : 256;
+		struct audit_row *nr = realloc(*rows, nc * sizeof **rows);
+		if (!nr)
+			return -1;
+		*rows = nr;
+		struct imp_row *np = realloc(*paths, nc * sizeof **paths);
+		if (!np)
+			return -1;
+		*paths = np;
+		*cap = nc;
+	}
+	(*paths)[*n].event = event;
+	snprintf((*paths)[*n].path, sizeof (*paths)[*n].path, "%s", what);
+	(*n)++;
+	return 0;
+}
 
 static int secret_import(struct ctl *c, int argc, char **argv)
 {
@@ -415,8 +448,8 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 		return ctl_fail("out of locked memory for values");
 	}
 	struct audit_row *rows = NULL;
-	char (*paths)[2 * VAULT_NAME_MAX + 2] = NULL;
-	size_t n = 0, cap = 0;
+	struct imp_row *paths = NULL;
+	size_t n = 0, cap = 0, nsec = 0; /* audit rows; secrets stored */
 	int rc = ctl_begin(c);
 	struct dirent *pd;
 	while (rc == 0 && (pd = readdir(top))) {
@@ -428,9 +461,15 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 			rc = ctl_fail("'%s': %s", pdir, e.msg);
 			break;
 		}
-		DIR *sub = opendir(pdir);
+		int pfd = open(pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		DIR *sub = pfd >= 0 ? fdopendir(pfd) : NULL;
 		if (!sub) {
-			rc = ctl_fail("cannot read directory '%s': %s", pdir, strerror(errno));
+			int err = errno;
+			struct stat lst;
+			rc = ctl_fail("cannot read directory '%s': %s", pdir,
+				      lstat(pdir, &lst) == 0 && S_ISLNK(lst.st_mode) ? "a symbolic link" : strerror(err));
+			if (pfd >= 0)
+				close(pfd);
 			break;
 		}
 		if (vault_provider_id(c->db, pd->d_name, &e) == 0) {
@@ -439,6 +478,8 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 					      pd->d_name);
 			} else if (vault_provider_add(c->db, pd->d_name, &e) < 0) {
 				rc = ctl_verr(&e);
+			} else if (imp_add(&rows, &paths, &n, &cap, "provider.add", pd->d_name) < 0) {
+				rc = ctl_fail("out of memory");
 			}
 		}
 		struct dirent *kd;
@@ -451,7 +492,7 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 				rc = ctl_fail("'%s': %s", fpath, e.msg);
 				break;
 			}
-			if (n == IMPORT_MAX) {
+			if (nsec == IMPORT_MAX) {
 				rc = ctl_fail("more than %d files under '%s'", IMPORT_MAX, dir);
 				break;
 			}
@@ -463,27 +504,24 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 			int64_t version;
 			int r = vault_secret_put(c->db, k, pd->d_name, kd->d_name, val, (size_t)len, 0, &version, &e);
 			sodium_memzero(val, (size_t)len);
-			if (r == 0 && project && acl_assign(c->db, pd->d_name, kd->d_name, project, 1, &e) < 0 &&
-			    e.code != VAULT_EEXIST)
-				r = -1;
+			char what[3 * VAULT_NAME_MAX + 8];
+			snprintf(what, sizeof what, "%s/%s", pd->d_name, kd->d_name);
+			if (r == 0 && imp_add(&rows, &paths, &n, &cap, "secret.put", what) < 0)
+				r = vault_fail(&e, VAULT_ENOMEM, "out of memory");
+			nsec++;
+			if (r == 0 && project) {
+				snprintf(what, sizeof what, "%s/%s -> %s", pd->d_name, kd->d_name, project);
+				if (acl_assign(c->db, pd->d_name, kd->d_name, project, 1, &e) == 0) {
+					if (imp_add(&rows, &paths, &n, &cap, "secret.assign", what) < 0)
+						r = vault_fail(&e, VAULT_ENOMEM, "out of memory");
+				} else if (e.code != VAULT_EEXIST) {
+					r = -1;
+				}
+			}
 			if (r < 0) {
 				rc = ctl_verr(&e);
 				break;
 			}
-			if (n == cap) {
-				cap = cap ? 2 * cap : 256;
-				void *nr = realloc(rows, cap * sizeof *rows), *np = nr ? realloc(paths, cap * sizeof *paths) : NULL;
-				if (nr)
-					rows = nr;
-				if (np)
-					paths = np;
-				if (!nr || !np) {
-					rc = ctl_fail("out of memory");
-					break;
-				}
-			}
-			snprintf(paths[n], sizeof paths[n], "%s/%s", pd->d_name, kd->d_name);
-			n++;
 		}
 		closedir(sub);
 	}
@@ -491,7 +529,7 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 	sodium_free(val);
 	if (rc == 0) {
 		for (size_t i = 0; i < n; i++)
-			ctl_admin_row(&rows[i], "secret.put", paths[i]);
+			ctl_admin_row(&rows[i], paths[i].event, paths[i].path);
 		/* The rows first, in one transaction; then the change. */
 		if (n && audit_append(c->adb, rows, n, &e) < 0) {
 			rc = ctl_verr(&e);
@@ -508,9 +546,9 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 	if (rc != 0)
 		vault_db_rollback(c->db);
 	else if (c->json)
-		printf("{\"imported\":%zu}\n", n);
+		printf("{\"imported\":%zu}\n", nsec);
 	else
-		printf("imported %zu secret%s from %s%s%s\n", n, n == 1 ? "" : "s", dir,
+		printf("imported %zu secret%s from %s%s%s\n", nsec, nsec == 1 ? "" : "s", dir,
 		       project ? ", assigned to " : "", project ? project : "");
 	free(rows);
 	free(paths);

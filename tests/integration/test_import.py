@@ -37,18 +37,30 @@ def test_import_is_all_or_nothing_and_audited(vault, mount, read_as, workdir):
     assert listed(vault) == before
     os.unlink(os.path.join(src, "imp9", "empty"))
     os.rmdir(os.path.join(src, "imp9"))
-    # a link is refused too
+    # a link, a FIFO (which must not hang it) and a linked provider are refused too
     os.symlink("/etc/hostname", os.path.join(src, "imp0", "link"))
     p = vault.ctl("secret", "import", "--from-dir", src, "--create-providers")
     assert p.returncode == 1 and "symbolic link" in p.stderr
     os.unlink(os.path.join(src, "imp0", "link"))
+    os.mkfifo(os.path.join(src, "imp0", "fifo"))
+    p = vault.ctl("secret", "import", "--from-dir", src, "--create-providers", timeout=20)
+    assert p.returncode == 1 and "not a regular file" in p.stderr
+    os.unlink(os.path.join(src, "imp0", "fifo"))
+    os.symlink(os.path.join(src, "imp0"), os.path.join(src, "implink"))
+    p = vault.ctl("secret", "import", "--from-dir", src, "--create-providers")
+    assert p.returncode == 1 and "symbolic link" in p.stderr
+    os.unlink(os.path.join(src, "implink"))
+    assert listed(vault) == before
     rows_before = len(vault.ctl_json("audit", "list"))
     out = vault.ctl_json("secret", "import", "--from-dir", src, "--assign", "shop", "--create-providers")
     assert out == {"imported": len(values)} or out == [{"imported": len(values)}]
     assert listed(vault) == sorted(before + list(values))
     rows = vault.ctl_json("audit", "list")
-    puts = [r for r in rows[rows_before:] if r["event"] == "secret.put"]
-    assert sorted(r["path"] for r in puts) == sorted(values)
+    new = rows[rows_before:]
+    assert sorted(r["path"] for r in new if r["event"] == "secret.put") == sorted(values)
+    # the providers it created and the assignments it made are changes too
+    assert sorted(r["path"] for r in new if r["event"] == "provider.add") == ["imp0", "imp1", "imp2"]
+    assert sorted(r["path"] for r in new if r["event"] == "secret.assign") == sorted(pk + " -> shop" for pk in values)
     vault.ctl_ok("audit", "verify")
     # readable through the mount once granted
     vault.agent("importer", "shop", UID_A)
