@@ -75,6 +75,10 @@ int vault_config_check(const struct vault_config *c, struct vault_err *e)
 		return vault_fail(e, VAULT_EINVAL, "the database path is empty");
 	if (strlen(c->db) + sizeof "-audit.db" > PATH_MAX)
 		return vault_fail(e, VAULT_EINVAL, "the database path is too long");
+	char a[PATH_MAX], ra[PATH_MAX], rd[PATH_MAX];
+	vault_config_audit_db(c, a);
+	if (!strcmp(a, c->db) || (realpath(a, ra) && realpath(c->db, rd) && !strcmp(ra, rd)))
+		return vault_fail(e, VAULT_EINVAL, "[audit] db '%s' is the vault database itself; give the audit store a file of its own", a);
 	return 0;
 }
 
@@ -104,7 +108,11 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	/* It names the database, the key and where callers are read from:
 	 * only root (or we) may be able to change it. */
 	struct stat st;
-	if (fstat(fileno(f), &st) == 0 && ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022))) {
+	if (fstat(fileno(f), &st) < 0) {
+		fclose(f);
+		return vault_fail(e, VAULT_EIO, "cannot stat config file '%s': %s", path, strerror(errno));
+	}
+	if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022)) {
 		fclose(f);
 		if (st.st_mode & 022)
 			return vault_fail(e, VAULT_EPERM, "config file '%s' is writable by group or others (mode %04o); run: chmod go-w '%s'",

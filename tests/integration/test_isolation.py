@@ -154,3 +154,12 @@ def test_config_file_writable_by_others_is_refused(vault, workdir):
     os.chmod(ini, 0o666)
     p = vault.ctl("-c", ini, "agent", "list")
     assert p.returncode == 1 and "chmod" in p.stderr and ini in p.stderr
+
+
+def test_audit_store_cannot_be_the_vault_database(vault, workdir):
+    ini = os.path.join(workdir, "same.ini")
+    with open(ini, "w") as f:
+        f.write("[vault]\ndb = %s\n[audit]\ndb = %s\n" % (vault.db, vault.db))
+    os.chmod(ini, 0o644)
+    p = vault.ctl("-c", ini, "--db", vault.db, "provider", "add", "x")
+    assert p.returncode == 1 and "file of its own" in p.stderr and len(p.stderr.splitlines()) == 1
