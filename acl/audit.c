@@ -907,6 +907,22 @@ static struct slot *slot_of(struct audit_writer *w, const struct audit_row *r)
 	return spare;
 }
 
+/* Count a repeat of the slot's row (mu held): into the row while it is
+ * still queued, else as suppressed, for the row written when the second
+ * ends. */
+static void slot_count(struct audit_writer *w, struct slot *s, const struct audit_row *r)
+{
+	if (s->queued) {
+		s->queued->row.count += r->count;
+		return;
+	}
+	if (!s->suppressed) /* arm the writer's end-of-second wake-up */
+		pthread_cond_signal(&w->work);
+	s->suppressed += r->count;
+	if (r->time_ns > s->last_ns)
+		s->last_ns = r->time_ns;
+}
+
 /* Queue the row that counts the repeats the slot suppressed, then free it. */
 static void slot_flush(struct audit_writer *w, struct slot *s)
 {
@@ -1162,15 +1178,7 @@ int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int
 		int64_t sec = r.time_ns / NS_PER_S;
 		struct slot *s = slot_of(w, &r);
 		if (slot_matches(s, &r, sec)) {
-			if (s->queued) {
-				s->queued->row.count += r.count;
-			} else {
-				if (!s->suppressed) /* arm the writer's end-of-second wake-up */
-					pthread_cond_signal(&w->work);
-				s->suppressed += r.count;
-				if (r.time_ns > s->last_ns)
-					s->last_ns = r.time_ns;
-			}
+			slot_count(w, s, &r);
 			pthread_mutex_unlock(&w->mu);
 			return 0;
 		}
@@ -1190,15 +1198,7 @@ int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int
 		}
 		s = slot_of(w, &r); /* another thread may have got there first */
 		if (slot_matches(s, &r, sec)) {
-			if (s->queued) {
-				s->queued->row.count += r.count;
-			} else {
-				if (!s->suppressed)
-					pthread_cond_signal(&w->work);
-				s->suppressed += r.count;
-				if (r.time_ns > s->last_ns)
-					s->last_ns = r.time_ns;
-			}
+			slot_count(w, s, &r);
 			pthread_mutex_unlock(&w->mu);
 			free(tmpl);
 			free(e);
