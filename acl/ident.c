@@ -341,6 +341,11 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 	int full, e, got;
 	unsigned have = 0;
 
+	/* labels wanted for the record only: a failure leaves them out */
+	unsigned opt = (want / ACL_L_OPTIONAL) & (ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM);
+	want = (want | opt) & (ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM);
+#define LABEL_FAIL(bit, skip) do { if (opt & (bit)) goto skip; goto out; } while (0)
+
 	if (!out)
 		return deny(why, whylen, "no output buffer");
 	out->pid = pid;
@@ -503,15 +508,18 @@ labels:
 		if (e < 0) {
 			deny(why, whylen, "pid %d (tgid %d): read cgroup: %s", (int)pid, (int)tgid,
 			     errtext(-e));
-			goto out;
+			LABEL_FAIL(ACL_L_CGROUP, no_cgroup);
 		}
 		r = parse_cgroup(buf, len, full, out->cgroup, sizeof out->cgroup);
 		if (r) {
 			deny(why, whylen, "pid %d (tgid %d): cgroup: %s", (int)pid, (int)tgid, r);
-			goto out;
+			LABEL_FAIL(ACL_L_CGROUP, no_cgroup);
 		}
 		have |= ACL_L_CGROUP;
 	}
+no_cgroup:
+	if (!(have & ACL_L_CGROUP))
+		out->cgroup[0] = '\0';
 
 	if (want & ACL_L_EXE) {
 		/* follows the magic link to the running binary, also when it
@@ -519,18 +527,18 @@ labels:
 		if (fstatat(tfd, "exe", &st, 0) < 0) {
 			deny(why, whylen, "pid %d (tgid %d): stat exe: %s", (int)pid, (int)tgid,
 			     errtext(errno));
-			goto out;
+			LABEL_FAIL(ACL_L_EXE, no_exe);
 		}
 		if (!S_ISREG(st.st_mode)) {
 			deny(why, whylen, "pid %d (tgid %d): exe is not a regular file", (int)pid,
 			     (int)tgid);
-			goto out;
+			LABEL_FAIL(ACL_L_EXE, no_exe);
 		}
 		n = readlinkat(tfd, "exe", out->exe, sizeof out->exe);
 		if (n < 0) {
 			deny(why, whylen, "pid %d (tgid %d): readlink exe: %s", (int)pid, (int)tgid,
 			     errtext(errno));
-			goto out;
+			LABEL_FAIL(ACL_L_EXE, no_exe);
 		}
 		if ((size_t)n >= sizeof out->exe) /* display only: cut, and say so */
 			memcpy(out->exe + sizeof out->exe - 4, "...", 4);
@@ -540,17 +548,19 @@ labels:
 		out->exe_ino = (uint64_t)st.st_ino;
 		have |= ACL_L_EXE;
 	}
+no_exe:
 
 	if (want & ACL_L_LSM) {
 		got = read_lsm(tfd, buf, sizeof buf, out->lsm, sizeof out->lsm, &e, &r);
 		if (got < 0) {
 			deny(why, whylen, "pid %d (tgid %d): attr/current: %s", (int)pid, (int)tgid,
 			     r ? r : errtext(e));
-			goto out;
+			LABEL_FAIL(ACL_L_LSM, no_lsm);
 		}
 		if (got > 0)
 			have |= ACL_L_LSM;
 	}
+no_lsm:
 
 	if (real) {
 		if (pidfd < 0) { /* cannot happen; poll() would skip it */

@@ -15,6 +15,9 @@ enum {
 	ACL_L_CGROUP = 1 << 0,
 	ACL_L_EXE = 1 << 1,
 	ACL_L_LSM = 1 << 2,
+	/* ACL_L_OPTIONAL * ACL_L_x in want: read x for the record only; when
+	 * it cannot be read it is left out (have) instead of denying. */
+	ACL_L_OPTIONAL = 1 << 8,
 };
 
 /* What was read of one calling process. `have` says which labels were read

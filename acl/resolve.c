@@ -55,32 +55,15 @@ int acl_resolve(struct vault_db *db, const char *proc_root, uid_t uid, pid_t pid
 	}
 	/* Read only the labels some candidate needs; with none, still check
 	 * the pid (pinned, fs-uid equal to uid) so pid 0 and races deny. */
+	/* Labels some candidate needs decide (a failure denies); the rest of
+	 * also_read is read in the same pass for the record only. */
 	unsigned want = 0;
 	for (size_t i = 0; i < c.n; i++)
 		want |= c.a[i].labels;
-	if (acl_labels_read(proc_root, pid, uid, want, &out->labels, out->reason, sizeof out->reason) < 0) {
+	if (acl_labels_read(proc_root, pid, uid, want | ACL_L_OPTIONAL * (also_read & ~want),
+			    &out->labels, out->reason, sizeof out->reason) < 0) {
 		out->result = ACL_WHO_ERROR;
 		goto out;
-	}
-	/* Labels wanted only for the record never decide: one that cannot
-	 * be read is left out, it does not deny. */
-	unsigned extra = also_read & ~want;
-	if (extra) {
-		static __thread struct acl_labels more;
-		char why[64];
-		if (acl_labels_read(proc_root, pid, uid, extra, &more, why, sizeof why) == 0 &&
-		    more.tgid == out->labels.tgid) {
-			if (more.have & ACL_L_CGROUP)
-				memcpy(out->labels.cgroup, more.cgroup, sizeof more.cgroup);
-			if (more.have & ACL_L_EXE) {
-				memcpy(out->labels.exe, more.exe, sizeof more.exe);
-				out->labels.exe_dev = more.exe_dev;
-				out->labels.exe_ino = more.exe_ino;
-			}
-			if (more.have & ACL_L_LSM)
-				memcpy(out->labels.lsm, more.lsm, sizeof more.lsm);
-			out->labels.have |= more.have;
-		}
 	}
 	if (c.n == 0) {
 		out->result = ACL_WHO_NONE;

@@ -180,6 +180,11 @@ static void test_resolve_fake_proc(void **state)
 	assert_int_equal(w.result, ACL_WHO_AGENT);
 	assert_string_equal(w.agent.name, "billing");
 	assert_int_equal(w.labels.tgid, 4242);
+	/* labels for the record only: one that cannot be read (no exe in
+	 * this tree) is left out, it does not deny */
+	assert_int_equal(acl_resolve(v->db, proc, 1001, 4242, ACL_L_CGROUP | ACL_L_EXE, &w), 0);
+	assert_int_equal(w.labels.have, ACL_L_CGROUP);
+	assert_string_equal(w.labels.cgroup, "/user.slice/mcp");
 	assert_int_equal(acl_resolve(v->db, proc, 1002, 4242, 0, &w), -1);
 	assert_int_equal(w.result, ACL_WHO_ERROR); /* fs-uid mismatch */
 	assert_int_equal(acl_resolve(v->db, proc, 1001, 0, 0, &w), -1);
