@@ -658,6 +658,22 @@ static void *park(void *arg)
 	return NULL;
 }
 
+/* Waits up to 10 s until /proc/self/task/TID is gone (the task has been
+ * released, not merely joined); fails the test if it never goes. */
+static void wait_task_gone(pid_t tid)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
+	for (int i = 0; i < 10000; i++) {
+		if (stat(path, &st) != 0 && errno == ENOENT)
+			return;
+		usleep(1000);
+	}
+	fail_msg("thread %d still listed in /proc 10 s after pthread_join", (int)tid);
+}
+
 /* A non-leader thread, as a FUSE request from a threaded caller gives it,
  * while it waits (as it would for the reply). On kernels < 6.9 this runs
  * the pidfd-of-the-tgid fallback. */
@@ -682,7 +698,11 @@ static void test_real_proc_other_thread(void **state)
 		fail_msg("acl_labels_read(thread %d): %s", (int)p.tid, why);
 	check_self(&l, p.tid);
 
-	/* the thread is gone now: deny */
+	/* the thread is gone now: deny. pthread_join returns when the kernel
+	 * clears the thread's tid word, before it releases the task, so wait
+	 * (bounded) until /proc no longer lists it: then it has certainly
+	 * exited, and a resolution of it must fail. */
+	wait_task_gone(p.tid);
 	assert_int_equal(acl_labels_read("/proc", p.tid, geteuid(), 0, &l, why, sizeof why), -1);
 	close(p.ready[0]);
 	close(p.ready[1]);
