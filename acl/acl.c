@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "acl/acl.h"
 #include "acl/audit.h"
 
@@ -27,6 +29,15 @@ static const char *const acl_steps[] = {
 	"  secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
 	"  created_ns INTEGER NOT NULL, PRIMARY KEY (agent_id, secret_id)) STRICT, WITHOUT ROWID;"
 	"CREATE INDEX grants_secret ON grants(secret_id);",
+	/* 2: an exe binding is the file unchanged, not a bare (dev, ino) that
+	 * the filesystem hands to the next file once this one is replaced */
+	"ALTER TABLE agents ADD COLUMN exe_uid INTEGER;"
+	"ALTER TABLE agents ADD COLUMN exe_mode INTEGER;"
+	"ALTER TABLE agents ADD COLUMN exe_size INTEGER;"
+	"ALTER TABLE agents ADD COLUMN exe_ctime_ns INTEGER;"
+	"ALTER TABLE agents ADD COLUMN exe_btime_ns INTEGER;"
+	"ALTER TABLE agents ADD COLUMN exe_hash TEXT;"
+	"ALTER TABLE agents ADD COLUMN require_secure INTEGER NOT NULL DEFAULT 0;",
 };
 
 struct vault_db *acl_db_open(const char *path, unsigned flags, struct vault_err *e)
@@ -121,6 +132,22 @@ int acl_project_rm(struct vault_db *db, const char *name, struct vault_err *e)
 	return change(db, st, "removing a project", e);
 }
 
+/* Check and record the executable of an exe binding: its identity into *id,
+ * its BLAKE2b-256 in hex. */
+static int exe_bind(const char *path, struct acl_exe_id *id, char hex[65], struct vault_err *e)
+{
+	unsigned char h[32];
+	char why[512];
+
+	if (acl_exe_record(path, id, h, why, sizeof why) < 0) {
+		struct stat st;
+		int missing = path[0] == '/' && stat(path, &st) < 0 && errno == ENOENT;
+		return vault_fail(e, missing ? VAULT_ENOENT : VAULT_EINVAL, "%s", why);
+	}
+	sodium_bin2hex(hex, 65, h, sizeof h);
+	return 0;
+}
+
 int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_err *e)
 {
 	if (vault_name_check("agent", a->name, e) < 0 || vault_name_check("project", a->project, e) < 0)
@@ -132,15 +159,10 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 				  a->cgroup);
 	if ((a->labels & ACL_L_LSM) && !a->lsm[0])
 		return vault_fail(e, VAULT_EINVAL, "LSM label is empty");
-	struct stat sb;
-	if (a->labels & ACL_L_EXE) {
-		if (a->exe[0] != '/')
-			return vault_fail(e, VAULT_EINVAL, "executable '%.80s' must be an absolute path", a->exe);
-		if (stat(a->exe, &sb) < 0)
-			return vault_fail(e, VAULT_ENOENT, "executable '%.200s': %s", a->exe, strerror(errno));
-		if (!S_ISREG(sb.st_mode))
-			return vault_fail(e, VAULT_EINVAL, "executable '%.200s' is not a regular file", a->exe);
-	}
+	struct acl_exe_id xid;
+	char hex[65] = "";
+	if ((a->labels & ACL_L_EXE) && exe_bind(a->exe, &xid, hex, e) < 0)
+		return -1;
 	int64_t pid = acl_project_id(db, a->project, e);
 	if (pid == 0)
 		return vault_fail(e, VAULT_ENOENT, "project '%s' does not exist; run: scopeholdctl project add %s",
@@ -153,7 +175,9 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 	if (aid < 0)
 		return -1;
 	sqlite3_stmt *st = vault_db_stmt(db, "INSERT INTO agents(name, project_id, uid, cgroup, exe, exe_dev, exe_ino,"
-					     " lsm, enabled, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)", e);
+					     " lsm, enabled, created_ns, exe_uid, exe_mode, exe_size, exe_ctime_ns,"
+					     " exe_btime_ns, exe_hash, require_secure)"
+					     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)", e);
 	if (!st)
 		return -1;
 	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
@@ -163,17 +187,26 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 		sqlite3_bind_text(st, 4, a->cgroup, -1, SQLITE_STATIC);
 	if (a->labels & ACL_L_EXE) {
 		sqlite3_bind_text(st, 5, a->exe, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 6, (int64_t)sb.st_dev);
-		sqlite3_bind_int64(st, 7, (int64_t)sb.st_ino);
+		sqlite3_bind_int64(st, 6, (int64_t)xid.dev);
+		sqlite3_bind_int64(st, 7, (int64_t)xid.ino);
+		sqlite3_bind_int64(st, 10, (int64_t)xid.uid);
+		sqlite3_bind_int64(st, 11, (int64_t)xid.mode);
+		sqlite3_bind_int64(st, 12, (int64_t)xid.size);
+		sqlite3_bind_int64(st, 13, xid.ctime_ns);
+		sqlite3_bind_int64(st, 14, xid.btime_ns);
+		sqlite3_bind_text(st, 15, hex, -1, SQLITE_STATIC);
 	}
 	if (a->labels & ACL_L_LSM)
 		sqlite3_bind_text(st, 8, a->lsm, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 9, vault_now_ns());
+	sqlite3_bind_int(st, 16, a->require_secure ? 1 : 0);
 	return change(db, st, "adding an agent", e);
 }
 
 #define AGENT_COLS "a.id, a.project_id, a.name, p.name, a.enabled, a.uid, a.cgroup, a.exe," \
-	" a.exe_dev, a.exe_ino, a.lsm FROM agents a JOIN projects p ON p.id = a.project_id"
+	" a.exe_dev, a.exe_ino, a.lsm, a.exe_uid, a.exe_mode, a.exe_size, a.exe_ctime_ns," \
+	" a.exe_btime_ns, a.exe_hash, a.require_secure" \
+	" FROM agents a JOIN projects p ON p.id = a.project_id"
 
 static void agent_row(sqlite3_stmt *st, struct acl_agent *a)
 {
@@ -193,7 +226,22 @@ static void agent_row(sqlite3_stmt *st, struct acl_agent *a)
 		snprintf(a->exe, sizeof a->exe, "%s", (const char *)sqlite3_column_text(st, 7));
 		a->exe_dev = (uint64_t)sqlite3_column_int64(st, 8);
 		a->exe_ino = (uint64_t)sqlite3_column_int64(st, 9);
+		a->exe_id.dev = a->exe_dev;
+		a->exe_id.ino = a->exe_ino;
+		if (sqlite3_column_type(st, 14) == SQLITE_NULL) {
+			a->exe_id.ctime_ns = -1; /* bound before schema 2: re-bind */
+		} else {
+			a->exe_id.uid = (uint32_t)sqlite3_column_int64(st, 11);
+			a->exe_id.mode = (uint32_t)sqlite3_column_int64(st, 12);
+			a->exe_id.size = (uint64_t)sqlite3_column_int64(st, 13);
+			a->exe_id.ctime_ns = sqlite3_column_int64(st, 14);
+			a->exe_id.btime_ns = sqlite3_column_int64(st, 15);
+		}
+		if (sqlite3_column_type(st, 16) == SQLITE_TEXT)
+			snprintf(a->exe_hash, sizeof a->exe_hash, "%s",
+				 (const char *)sqlite3_column_text(st, 16));
 	}
+	a->require_secure = sqlite3_column_int(st, 17);
 	if (sqlite3_column_type(st, 10) != SQLITE_NULL) {
 		a->labels |= ACL_L_LSM;
 		snprintf(a->lsm, sizeof a->lsm, "%s", (const char *)sqlite3_column_text(st, 10));

@@ -32,11 +32,17 @@ struct acl_agent {
 	char cgroup[ACL_LABEL_MAX];
 	char exe[ACL_LABEL_MAX];        /* path given at agent add */
 	uint64_t exe_dev, exe_ino;
+	struct acl_exe_id exe_id;       /* the file as bound (ctime_ns -1: bound before
+					 * this was recorded; it matches nothing) */
+	char exe_hash[65];              /* BLAKE2b-256 of its contents, hex; "" unknown */
+	int require_secure;             /* --require-secure-exec */
 	char lsm[256];
 };
 
-/* Add an agent. exe (when not NULL) is stat()ed now and bound by device and
- * inode. cgroup, exe, lsm may be NULL. */
+/* Add an agent. With ACL_L_EXE the file at a->exe is checked and recorded
+ * now by acl_exe_record() (which refuses a binary a non-root uid could
+ * change); a->exe_id and a->exe_hash are filled from it, not taken from the
+ * caller. */
 int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_err *e);
 int acl_agent_rm(struct vault_db *db, const char *name, struct vault_err *e);
 int acl_agent_enable(struct vault_db *db, const char *name, int enabled, struct vault_err *e);
@@ -68,7 +74,9 @@ struct acl_who {
 	enum acl_who_result result;
 	struct acl_agent agent;   /* when ACL_WHO_AGENT */
 	struct acl_labels labels; /* what was read of the caller */
-	char reason[256];
+	unsigned refused;         /* ACL_R_* when a binding matched but was refused */
+	size_t tied;              /* AMBIGUOUS: how many bindings match equally */
+	char reason[400];
 };
 
 /* Resolve the caller (request uid, pid) as the daemon does: bindings of

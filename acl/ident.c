@@ -29,11 +29,15 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/ioctl.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434 /* the same number on every architecture */
@@ -175,11 +179,12 @@ static int line_is(const char *p, const char *nl, const char *key)
 /* The Tgid: and Uid: lines of a status file. Each must occur exactly once
  * among the complete lines (comm is escaped by the kernel, so a process
  * cannot forge a line; a duplicate is refused anyway). NULL or a reason. */
-static const char *parse_status(const char *buf, size_t len, int full, pid_t *tgid, uid_t *fsuid)
+static const char *parse_status(const char *buf, size_t len, int full, pid_t *tgid, uid_t *fsuid,
+				pid_t *tracer)
 {
 	const char *p = buf, *end = buf + len, *nl, *q;
 	uint64_t v, uids[4];
-	int seen_tgid = 0, seen_uid = 0, i;
+	int seen_tgid = 0, seen_uid = 0, seen_tracer = 0, i;
 
 	while (p < end) {
 		nl = memchr(p, '\n', (size_t)(end - p));
@@ -195,6 +200,14 @@ static const char *parse_status(const char *buf, size_t len, int full, pid_t *tg
 			if (!q || q != nl || v == 0)
 				return "malformed Tgid line";
 			*tgid = (pid_t)v;
+		} else if (line_is(p, nl, "TracerPid:")) {
+			if (seen_tracer++)
+				return "duplicate TracerPid line";
+			q = parse_num(p + 10, nl, INT_MAX, &v);
+			if (!q || q != nl)
+				return "malformed TracerPid line";
+			if (tracer)
+				*tracer = (pid_t)v;
 		} else if (line_is(p, nl, "Uid:")) {
 			if (seen_uid++)
 				return "duplicate Uid line";
@@ -216,6 +229,8 @@ static const char *parse_status(const char *buf, size_t len, int full, pid_t *tg
 		return "no Tgid line";
 	if (!seen_uid)
 		return "no Uid line";
+	if (tracer && !seen_tracer)
+		return "no TracerPid line";
 	return NULL;
 }
 
@@ -296,6 +311,65 @@ static int read_lsm(int dirfd, char *buf, size_t cap, char *out, size_t outlen, 
 	return 1;
 }
 
+static int64_t ts_ns(const struct statx_timestamp *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + (int64_t)t->tv_nsec;
+}
+
+static void exe_id_of(const struct statx *x, struct acl_exe_id *id)
+{
+	id->dev = (uint64_t)makedev(x->stx_dev_major, x->stx_dev_minor);
+	id->ino = (uint64_t)x->stx_ino;
+	id->uid = x->stx_uid;
+	id->mode = x->stx_mode;
+	id->size = (uint64_t)x->stx_size;
+	id->ctime_ns = ts_ns(&x->stx_ctime);
+	id->btime_ns = (x->stx_mask & STATX_BTIME) ? ts_ns(&x->stx_btime) : 0;
+}
+
+/* Whether the process dir tfd is in the daemon's user namespace: its ns/user
+ * is the same nsfs inode as PROC_ROOT/self/ns/user (cached for the real
+ * /proc, where "self" is the daemon). Anything unreadable: no. */
+static int same_userns(const char *proc_root, int real, int tfd)
+{
+	static uint64_t own_dev, own_ino; /* 0: not read yet */
+	char path[PATH_MAX];
+	struct stat own, st;
+
+	if (fstatat(tfd, "ns/user", &st, 0) < 0)
+		return 0;
+	if (real && __atomic_load_n(&own_ino, __ATOMIC_RELAXED))
+		return (uint64_t)st.st_dev == __atomic_load_n(&own_dev, __ATOMIC_RELAXED) &&
+		       (uint64_t)st.st_ino == __atomic_load_n(&own_ino, __ATOMIC_RELAXED);
+	if (snprintf(path, sizeof path, "%s/self/ns/user", proc_root) >= (int)sizeof path ||
+	    stat(path, &own) < 0)
+		return 0;
+	if (real) {
+		__atomic_store_n(&own_dev, (uint64_t)own.st_dev, __ATOMIC_RELAXED);
+		__atomic_store_n(&own_ino, (uint64_t)own.st_ino, __ATOMIC_RELAXED);
+	}
+	return own.st_dev == st.st_dev && own.st_ino == st.st_ino;
+}
+
+/* AT_SECURE from the auxv of the process dir tfd: 1, 0, or -1. */
+static int read_secure(int tfd, char *buf, size_t cap)
+{
+	unsigned long pair[2];
+	size_t len, i;
+	int full;
+
+	if (read_at(tfd, "auxv", buf, cap, &len, &full) < 0 || full || len == 0)
+		return -1;
+	for (i = 0; i + sizeof pair <= len; i += sizeof pair) {
+		memcpy(pair, buf + i, sizeof pair);
+		if (pair[0] == AT_SECURE)
+			return pair[1] != 0;
+		if (pair[0] == AT_NULL)
+			break;
+	}
+	return -1; /* every auxv has AT_SECURE: a cut or odd one denies */
+}
+
 /* Pidfds, and why the order is what it is.
  *
  * A pidfd refers to a struct pid; it does not keep the pid number from being
@@ -330,7 +404,7 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 {
 	char buf[IDENT_BUF], path[PATH_MAX], tpath[64];
 	const char *r;
-	struct stat st;
+	struct statx stx;
 	struct statfs sfs;
 	struct pollfd pfd;
 	size_t len;
@@ -342,8 +416,11 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 	unsigned have = 0;
 
 	/* labels wanted for the record only: a failure leaves them out */
-	unsigned opt = (want / ACL_L_OPTIONAL) & (ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM);
-	want = (want | opt) & (ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM);
+	const unsigned all = ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM | ACL_L_AUXV;
+	unsigned opt = (want / ACL_L_OPTIONAL) & all & ~want;
+	unsigned need = want & all; /* labels that decide */
+	want = (want | opt) & all;
+	pid_t tracer = 0, tracer2 = 0;
 #define LABEL_FAIL(bit, skip) do { if (opt & (bit)) goto skip; goto out; } while (0)
 
 	if (!out)
@@ -354,6 +431,10 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 	out->have = 0;
 	out->cgroup[0] = out->exe[0] = out->lsm[0] = '\0';
 	out->exe_dev = out->exe_ino = 0;
+	memset(&out->exe_id, 0, sizeof out->exe_id);
+	out->exe_userns = 0;
+	out->tracer = 0;
+	out->secure = -1;
 
 	if (pid <= 0)
 		return deny(why, whylen,
@@ -391,8 +472,8 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 		memset(&pi, 0, sizeof pi);
 		pi.mask = IDENT_PIDFD_INFO_PID | IDENT_PIDFD_INFO_CREDS;
 		if (ioctl(pidfd, IDENT_PIDFD_GET_INFO, &pi) == 0) {
-			const uint64_t need = IDENT_PIDFD_INFO_PID | IDENT_PIDFD_INFO_CREDS;
-			if ((pi.mask & need) == need && pi.tgid > 0 && pi.tgid <= INT_MAX) {
+			const uint64_t mask = IDENT_PIDFD_INFO_PID | IDENT_PIDFD_INFO_CREDS;
+			if ((pi.mask & mask) == mask && pi.tgid > 0 && pi.tgid <= INT_MAX) {
 				tgid = (pid_t)pi.tgid;
 				fsuid = (uid_t)pi.fsuid;
 				info = 1;
@@ -416,6 +497,20 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 			tfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (tfd < 0) {
 				deny(why, whylen, "pid %d: open %s: %s", (int)pid, path, errtext(errno));
+				goto out;
+			}
+		}
+		if (need) { /* TracerPid is the thread's own, and not in pidfd_info */
+			snprintf(tpath, sizeof tpath, "task/%d/status", (int)pid);
+			e = read_at(tfd, tpath, buf, sizeof buf, &len, &full);
+			if (e < 0) {
+				deny(why, whylen, "pid %d: read %d/%s: %s", (int)pid, (int)tgid, tpath,
+				     errtext(-e));
+				goto out;
+			}
+			r = parse_status(buf, len, full, &tgid2, &fsuid2, &tracer);
+			if (r || tgid2 != tgid || fsuid2 != uid) {
+				deny(why, whylen, "pid %d: %s", (int)pid, r ? r : "changed while being read");
 				goto out;
 			}
 		}
@@ -449,7 +544,7 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 		deny(why, whylen, "pid %d: read status: %s", (int)pid, errtext(-e));
 		goto out;
 	}
-	r = parse_status(buf, len, full, &tgid, &fsuid);
+	r = parse_status(buf, len, full, &tgid, &fsuid, need ? &tracer : NULL);
 	if (r) {
 		deny(why, whylen, "pid %d: status: %s", (int)pid, r);
 		goto out;
@@ -494,11 +589,13 @@ int acl_labels_read(const char *proc_root, pid_t pid, uid_t uid, unsigned want,
 				     tpath, errtext(-e));
 				goto out;
 			}
-			r = parse_status(buf, len, full, &tgid2, &fsuid2);
+			r = parse_status(buf, len, full, &tgid2, &fsuid2, need ? &tracer2 : NULL);
 			if (r || tgid2 != tgid || fsuid2 != uid) {
 				deny(why, whylen, "pid %d: changed while being pinned", (int)pid);
 				goto out;
 			}
+			if (tracer2) /* read inside the pinned window */
+				tracer = tracer2;
 		}
 	}
 
@@ -524,12 +621,12 @@ no_cgroup:
 	if (want & ACL_L_EXE) {
 		/* follows the magic link to the running binary, also when it
 		 * was deleted or replaced on disk since */
-		if (fstatat(tfd, "exe", &st, 0) < 0) {
+		if (statx(tfd, "exe", 0, STATX_BASIC_STATS | STATX_BTIME, &stx) < 0) {
 			deny(why, whylen, "pid %d (tgid %d): stat exe: %s", (int)pid, (int)tgid,
 			     errtext(errno));
 			LABEL_FAIL(ACL_L_EXE, no_exe);
 		}
-		if (!S_ISREG(st.st_mode)) {
+		if (!S_ISREG(stx.stx_mode)) {
 			deny(why, whylen, "pid %d (tgid %d): exe is not a regular file", (int)pid,
 			     (int)tgid);
 			LABEL_FAIL(ACL_L_EXE, no_exe);
@@ -544,11 +641,28 @@ no_cgroup:
 			memcpy(out->exe + sizeof out->exe - 4, "...", 4);
 		else
 			out->exe[n] = '\0';
-		out->exe_dev = (uint64_t)st.st_dev;
-		out->exe_ino = (uint64_t)st.st_ino;
+		exe_id_of(&stx, &out->exe_id);
+		out->exe_dev = out->exe_id.dev;
+		out->exe_ino = out->exe_id.ino;
+		/* An exe label is good only in the daemon's user namespace: in
+		 * one of its own, a process may repoint its exe (PR_SET_MM_MAP) */
+		if (need & ACL_L_EXE)
+			out->exe_userns = same_userns(proc_root, real, tfd);
 		have |= ACL_L_EXE;
 	}
 no_exe:
+
+	if (want & ACL_L_AUXV) {
+		got = read_secure(tfd, buf, sizeof buf);
+		if (got < 0) {
+			deny(why, whylen, "pid %d (tgid %d): auxv: cannot read AT_SECURE", (int)pid,
+			     (int)tgid);
+			LABEL_FAIL(ACL_L_AUXV, no_auxv);
+		}
+		out->secure = got;
+		have |= ACL_L_AUXV;
+	}
+no_auxv:
 
 	if (want & ACL_L_LSM) {
 		got = read_lsm(tfd, buf, sizeof buf, out->lsm, sizeof out->lsm, &e, &r);
@@ -584,12 +698,16 @@ no_lsm:
 	out->tgid = tgid;
 	out->uid = fsuid;
 	out->have = have;
+	out->tracer = tracer;
 	rc = 0;
 out:
 	if (rc < 0) {
 		out->have = 0;
 		out->cgroup[0] = out->exe[0] = out->lsm[0] = '\0';
 		out->exe_dev = out->exe_ino = 0;
+		memset(&out->exe_id, 0, sizeof out->exe_id);
+		out->exe_userns = 0;
+		out->secure = -1;
 	}
 	if (tfd >= 0 && tfd != dfd)
 		close(tfd);
@@ -619,7 +737,8 @@ int acl_cgroup_match(const char *glob, const char *path)
 	return fnmatch(base, path, FNM_PATHNAME | FNM_LEADING_DIR) == 0;
 }
 
-static int binding_matches(const struct acl_binding *b, const struct acl_labels *l)
+/* 1 when b's labels are all present in l and match, 0 not. */
+static int labels_match(const struct acl_binding *b, const struct acl_labels *l)
 {
 	const unsigned known = ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM;
 
@@ -636,18 +755,56 @@ static int binding_matches(const struct acl_binding *b, const struct acl_labels 
 	return 1;
 }
 
-enum acl_match_result acl_match(const struct acl_binding *b, size_t n,
-				const struct acl_labels *l, size_t *winner)
+/* For a binding whose labels match: the ACL_R_* checks on the caller that
+ * fail (0: accepted). */
+static unsigned refusals(const struct acl_binding *b, const struct acl_labels *l)
 {
-	size_t i, best = 0;
-	int best_count = -1, tied = 0, c;
+	unsigned r = 0;
 
+	if (b->labels && l->tracer != 0)
+		r |= ACL_R_TRACED;
+	if (b->labels & ACL_L_EXE) {
+		const struct acl_exe_id *x = &b->exe_id, *y = &l->exe_id;
+
+		if (!l->exe_userns)
+			r |= ACL_R_USERNS;
+		/* the inode number alone is recycled: the file must be the
+		 * one bound, unchanged (a chmod, chown or write moves ctime) */
+		if (x->uid != y->uid || x->size != y->size || x->ctime_ns != y->ctime_ns ||
+		    (x->btime_ns && y->btime_ns && x->btime_ns != y->btime_ns))
+			r |= ACL_R_EXE_CHANGED;
+	}
+	if (b->require_secure && l->secure != 1)
+		r |= ACL_R_INSECURE;
+	return r;
+}
+
+enum acl_match_result acl_match(const struct acl_binding *b, size_t n,
+				const struct acl_labels *l, size_t *winner, unsigned *refused)
+{
+	size_t i, best = 0, rbest = 0;
+	int best_count = -1, rcount = -1, tied = 0, c;
+	unsigned rbits = 0, r;
+
+	if (refused)
+		*refused = 0;
 	if (!b || !l)
 		return ACL_MATCH_NONE;
 	for (i = 0; i < n; i++) {
-		if (b[i].uid != l->uid || !binding_matches(&b[i], l))
+		if (b[i].uid != l->uid || !labels_match(&b[i], l))
 			continue;
 		c = __builtin_popcount(b[i].labels);
+		r = refusals(&b[i], l);
+		if (r) {
+			if (c > rcount) {
+				rcount = c;
+				rbest = i;
+				rbits = 0;
+			}
+			if (c == rcount)
+				rbits |= r;
+			continue;
+		}
 		if (c > best_count) {
 			best = i;
 			best_count = c;
@@ -656,9 +813,140 @@ enum acl_match_result acl_match(const struct acl_binding *b, size_t n,
 			tied = 1;
 		}
 	}
+	if (rcount >= 0 && rcount >= best_count) {
+		if (winner)
+			*winner = rbest;
+		if (refused)
+			*refused = rbits;
+		return ACL_MATCH_REFUSED;
+	}
 	if (best_count < 0)
 		return ACL_MATCH_NONE;
 	if (winner)
 		*winner = best;
 	return tied ? ACL_MATCH_AMBIGUOUS : ACL_MATCH_ONE;
+}
+
+const char *acl_refused_str(unsigned refused)
+{
+	/* the most telling first */
+	if (refused & ACL_R_TRACED)
+		return "traced";
+	if (refused & ACL_R_USERNS)
+		return "exe-in-user-namespace";
+	if (refused & ACL_R_EXE_CHANGED)
+		return "exe-changed";
+	if (refused & ACL_R_INSECURE)
+		return "not-secure-exec";
+	return "refused";
+}
+
+int acl_ptrace_scope(const char *proc_root)
+{
+	char path[PATH_MAX], buf[16];
+	ssize_t n;
+	int fd;
+
+	if (!proc_root || snprintf(path, sizeof path, "%s/sys/kernel/yama/ptrace_scope", proc_root) >=
+				  (int)sizeof path)
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0 || buf[0] < '0' || buf[0] > '3')
+		return -1;
+	return buf[0] - '0';
+}
+
+/* One directory on the way to an executable: refused when a uid other than
+ * root owns it or may write it (group/other write without the sticky bit,
+ * which keeps others from renaming a root-owned file away). */
+static int dir_safe(const char *dir, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return deny(why, whylen, "directory '%s': %s", dir, errtext(errno));
+	if (st.st_uid != 0)
+		return deny(why, whylen,
+			    "directory '%s' of the executable is owned by uid %u, who could replace it; "
+			    "install the binary under a root-owned directory (chown root '%s')",
+			    dir, (unsigned)st.st_uid, dir);
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+		return deny(why, whylen,
+			    "directory '%s' of the executable is writable by group or others; "
+			    "run: chmod go-w '%s'", dir, dir);
+	return 0;
+}
+
+int acl_exe_record(const char *path, struct acl_exe_id *id, unsigned char *hash,
+		   char *why, size_t whylen)
+{
+	char dir[PATH_MAX], *slash;
+	struct statx x;
+	int fd, rc = -1;
+
+	memset(id, 0, sizeof *id);
+	if (!path || path[0] != '/')
+		return deny(why, whylen, "executable '%.200s' must be an absolute path", path ? path : "");
+	if (strlen(path) >= sizeof dir)
+		return deny(why, whylen, "executable path is too long");
+	/* the file itself, through one fd: what is checked is what is hashed */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return deny(why, whylen, "executable '%s': %s", path, errtext(errno));
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_BTIME, &x) < 0) {
+		deny(why, whylen, "executable '%s': %s", path, errtext(errno));
+		goto out;
+	}
+	if (!S_ISREG(x.stx_mode)) {
+		deny(why, whylen, "executable '%s' is not a regular file", path);
+		goto out;
+	}
+	if (x.stx_uid != 0) {
+		deny(why, whylen, "executable '%s' is owned by uid %u, who can rewrite it and run any code "
+		     "as the agent; install it owned by root (chown root '%s')", path,
+		     (unsigned)x.stx_uid, path);
+		goto out;
+	}
+	if (x.stx_mode & (S_IWGRP | S_IWOTH)) {
+		deny(why, whylen, "executable '%s' is writable by group or others; run: chmod go-w '%s'",
+		     path, path);
+		goto out;
+	}
+	/* every ancestor directory, from the binary's own up to "/" (the
+	 * path as given: a symbolic link on the way is checked where it
+	 * points, by stat, and the link's own directory by this walk) */
+	strcpy(dir, path);
+	while ((slash = strrchr(dir, '/'))) {
+		if (slash == dir) {
+			if (dir_safe("/", why, whylen) < 0)
+				goto out;
+			break;
+		}
+		*slash = '\0';
+		if (dir_safe(dir, why, whylen) < 0)
+			goto out;
+	}
+	exe_id_of(&x, id);
+	if (hash) {
+		crypto_generichash_state h;
+		unsigned char chunk[65536];
+		ssize_t n;
+
+		crypto_generichash_init(&h, NULL, 0, 32);
+		while ((n = read(fd, chunk, sizeof chunk)) > 0)
+			crypto_generichash_update(&h, chunk, (unsigned long long)n);
+		if (n < 0) {
+			deny(why, whylen, "executable '%s': read: %s", path, errtext(errno));
+			goto out;
+		}
+		crypto_generichash_final(&h, hash, 32);
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
 }

@@ -59,7 +59,7 @@ int acl_resolve(struct vault_db *db, const char *proc_root, uid_t uid, pid_t pid
 	 * also_read is read in the same pass for the record only. */
 	unsigned want = 0;
 	for (size_t i = 0; i < c.n; i++)
-		want |= c.a[i].labels;
+		want |= c.a[i].labels | (c.a[i].require_secure ? ACL_L_AUXV : 0);
 	if (acl_labels_read(proc_root, pid, uid, want | ACL_L_OPTIONAL * (also_read & ~want),
 			    &out->labels, out->reason, sizeof out->reason) < 0) {
 		out->result = ACL_WHO_ERROR;
@@ -75,11 +75,13 @@ int acl_resolve(struct vault_db *db, const char *proc_root, uid_t uid, pid_t pid
 		b[i] = (struct acl_binding){
 			.agent_id = c.a[i].id, .uid = c.a[i].uid, .labels = c.a[i].labels,
 			.cgroup = c.a[i].cgroup, .exe_dev = c.a[i].exe_dev, .exe_ino = c.a[i].exe_ino,
-			.lsm = c.a[i].lsm,
+			.exe_id = c.a[i].exe_id, .lsm = c.a[i].lsm,
+			.require_secure = c.a[i].require_secure,
 		};
 	}
 	size_t w = 0;
-	switch (acl_match(b, c.n, &out->labels, &w)) {
+	unsigned refused = 0;
+	switch (acl_match(b, c.n, &out->labels, &w, &refused)) {
 	case ACL_MATCH_ONE:
 		out->result = ACL_WHO_AGENT;
 		out->agent = c.a[w];
@@ -91,18 +93,44 @@ int acl_resolve(struct vault_db *db, const char *proc_root, uid_t uid, pid_t pid
 		break;
 	case ACL_MATCH_AMBIGUOUS: {
 		out->result = ACL_WHO_AMBIGUOUS;
-		size_t other = w;
-		for (size_t i = 0; i < c.n; i++) { /* name a second tied agent */
-			if (i != w && __builtin_popcount(c.a[i].labels) == __builtin_popcount(c.a[w].labels)) {
-				size_t tmp;
-				if (acl_match(&b[i], 1, &out->labels, &tmp) == ACL_MATCH_ONE) {
-					other = i;
-					break;
-				}
-			}
+		size_t other = w, tied = 0;
+		for (size_t i = 0; i < c.n; i++) { /* count the tied, name a second one */
+			size_t tmp;
+			if (__builtin_popcount(c.a[i].labels) != __builtin_popcount(c.a[w].labels) ||
+			    acl_match(&b[i], 1, &out->labels, &tmp, NULL) != ACL_MATCH_ONE)
+				continue;
+			tied++;
+			if (i != w && other == w)
+				other = i;
 		}
+		out->tied = tied;
 		snprintf(out->reason, sizeof out->reason, "ambiguous: agents '%s' and '%s' match equally",
 			 c.a[w].name, c.a[other].name);
+		break;
+	}
+	case ACL_MATCH_REFUSED: {
+		const struct acl_labels *l = &out->labels;
+		out->result = ACL_WHO_NONE;
+		out->refused = refused;
+		if (refused & ACL_R_TRACED)
+			snprintf(out->reason, sizeof out->reason,
+				 "traced: pid %d is traced by pid %d, and a traced process matches no "
+				 "label binding (agent '%s')", (int)pid, (int)l->tracer, c.a[w].name);
+		else if (refused & ACL_R_USERNS)
+			snprintf(out->reason, sizeof out->reason,
+				 "exe-in-user-namespace: pid %d runs in a user namespace of its own, where "
+				 "its exe can be repointed; exe binding of agent '%s' not matched",
+				 (int)pid, c.a[w].name);
+		else if (refused & ACL_R_EXE_CHANGED)
+			snprintf(out->reason, sizeof out->reason,
+				 "exe-changed: the caller's executable has the inode of agent '%s''s "
+				 "binding but is not the file that was bound (owner, size or ctime differ; "
+				 "after an upgrade run: scopeholdctl agent set %s --exe PATH)",
+				 c.a[w].name, c.a[w].name);
+		else
+			snprintf(out->reason, sizeof out->reason,
+				 "not-secure-exec: agent '%s' requires a secure-mode exec (AT_SECURE) and "
+				 "pid %d was not", c.a[w].name, (int)pid);
 		break;
 	}
 	case ACL_MATCH_NONE:

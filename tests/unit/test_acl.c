@@ -169,7 +169,7 @@ static void test_resolve_fake_proc(void **state)
 	assert_int_equal(mkdir(path, 0700), 0);
 	snprintf(path, sizeof path, "%s/4242/status", proc);
 	FILE *f = fopen(path, "w");
-	fprintf(f, "Name:\tmcp\nTgid:\t4242\nPid:\t4242\nUid:\t1001\t1001\t1001\t1001\nGid:\t1001\t1001\t1001\t1001\n");
+	fprintf(f, "Name:\tmcp\nTgid:\t4242\nPid:\t4242\nTracerPid:\t0\nUid:\t1001\t1001\t1001\t1001\nGid:\t1001\t1001\t1001\t1001\n");
 	fclose(f);
 	snprintf(path, sizeof path, "%s/4242/cgroup", proc);
 	f = fopen(path, "w");

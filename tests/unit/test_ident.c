@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/auxv.h>
 #include <sys/fsuid.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,6 +197,7 @@ static struct acl_labels labels_all(void)
 	strcpy(l.exe, "/usr/bin/mcp");
 	l.exe_dev = 8;
 	l.exe_ino = 77;
+	l.exe_userns = 1;
 	strcpy(l.lsm, "mcp (enforce)");
 	return l;
 }
@@ -214,22 +216,22 @@ static void test_match_most_specific_wins(void **state)
 	};
 	size_t w = 99;
 
-	assert_int_equal(acl_match(b, 4, &l, &w), ACL_MATCH_ONE);
+	assert_int_equal(acl_match(b, 4, &l, &w, NULL), ACL_MATCH_ONE);
 	assert_int_equal(w, 2);
 
 	/* another binary: the cgroup-only binding is the most specific left */
 	l.exe_ino = 78;
-	assert_int_equal(acl_match(b, 4, &l, &w), ACL_MATCH_ONE);
+	assert_int_equal(acl_match(b, 4, &l, &w, NULL), ACL_MATCH_ONE);
 	assert_int_equal(w, 1);
 
 	/* another cgroup too: the uid-only binding */
 	strcpy(l.cgroup, "/user.slice/x");
-	assert_int_equal(acl_match(b, 4, &l, &w), ACL_MATCH_ONE);
+	assert_int_equal(acl_match(b, 4, &l, &w, NULL), ACL_MATCH_ONE);
 	assert_int_equal(w, 0);
 
 	/* order does not matter */
 	l = labels_all();
-	assert_int_equal(acl_match(&b[1], 3, &l, &w), ACL_MATCH_ONE);
+	assert_int_equal(acl_match(&b[1], 3, &l, &w, NULL), ACL_MATCH_ONE);
 	assert_int_equal(w, 1);
 }
 
@@ -244,14 +246,14 @@ static void test_match_equal_specificity_ambiguous(void **state)
 	};
 	size_t w = 99;
 
-	assert_int_equal(acl_match(b, 4, &l, &w), ACL_MATCH_AMBIGUOUS);
+	assert_int_equal(acl_match(b, 4, &l, &w, NULL), ACL_MATCH_AMBIGUOUS);
 	assert_true(w == 0 || w == 1);
 
 	/* two uid-only bindings of one uid */
-	assert_int_equal(acl_match(&b[2], 2, &l, &w), ACL_MATCH_AMBIGUOUS);
+	assert_int_equal(acl_match(&b[2], 2, &l, &w, NULL), ACL_MATCH_AMBIGUOUS);
 
 	/* a tie below the top does not matter */
-	assert_int_equal(acl_match(&b[1], 3, &l, &w), ACL_MATCH_ONE);
+	assert_int_equal(acl_match(&b[1], 3, &l, &w, NULL), ACL_MATCH_ONE);
 	assert_int_equal(w, 0);
 }
 
@@ -271,24 +273,106 @@ static void test_match_none(void **state)
 	struct acl_binding unknown = { .agent_id = 7, .uid = 1000, .labels = 1u << 7 };
 	size_t w = 99;
 
-	assert_int_equal(acl_match(&other_uid, 1, &l, &w), ACL_MATCH_NONE);
-	assert_int_equal(acl_match(&cg, 1, &l, &w), ACL_MATCH_NONE);
-	assert_int_equal(acl_match(&exe, 1, &l, &w), ACL_MATCH_NONE);
-	assert_int_equal(acl_match(&lsm, 1, &l, &w), ACL_MATCH_NONE);
-	assert_int_equal(acl_match(&null_glob, 1, &l, &w), ACL_MATCH_NONE);
-	assert_int_equal(acl_match(&unknown, 1, &l, &w), ACL_MATCH_NONE);
-	assert_int_equal(acl_match(&lsm_ok, 0, &l, &w), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&other_uid, 1, &l, &w, NULL), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&cg, 1, &l, &w, NULL), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&exe, 1, &l, &w, NULL), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&lsm, 1, &l, &w, NULL), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&null_glob, 1, &l, &w, NULL), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&unknown, 1, &l, &w, NULL), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&lsm_ok, 0, &l, &w, NULL), ACL_MATCH_NONE);
 	assert_int_equal(w, 99);
-	assert_int_equal(acl_match(&lsm_ok, 1, &l, &w), ACL_MATCH_ONE);
+	assert_int_equal(acl_match(&lsm_ok, 1, &l, &w, NULL), ACL_MATCH_ONE);
 
 	/* a label that was not read (no LSM) never satisfies a binding */
 	l.have &= ~(unsigned)ACL_L_LSM;
-	assert_int_equal(acl_match(&lsm_ok, 1, &l, &w), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&lsm_ok, 1, &l, &w, NULL), ACL_MATCH_NONE);
 	/* even when the stale string would match */
 	l.have = ACL_L_EXE;
 	struct acl_binding cg_all = { .agent_id = 8, .uid = 1000, .labels = ACL_L_CGROUP,
 				      .cgroup = "/**" };
-	assert_int_equal(acl_match(&cg_all, 1, &l, &w), ACL_MATCH_NONE);
+	assert_int_equal(acl_match(&cg_all, 1, &l, &w, NULL), ACL_MATCH_NONE);
+}
+
+/* A binding whose labels match but whose caller fails a check is refused,
+ * and the caller does not fall back to a weaker binding of its uid. */
+static void test_match_refused(void **state)
+{
+	struct acl_labels l = labels_all();
+	struct acl_binding b[] = {
+		{ .agent_id = 1, .uid = 1000 },
+		{ .agent_id = 2, .uid = 1000, .labels = ACL_L_EXE, .exe_dev = 8, .exe_ino = 77 },
+	};
+	struct acl_binding cg = { .agent_id = 3, .uid = 1000, .labels = ACL_L_CGROUP,
+				  .cgroup = "/system.slice/**" };
+	size_t w = 99;
+	unsigned r = 99;
+
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_ONE);
+	assert_int_equal(w, 1);
+	assert_int_equal(r, 0);
+
+	/* traced: no label binding, not even the uid-only fallback */
+	l.tracer = 555;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	assert_int_equal(w, 1);
+	assert_int_equal(r, ACL_R_TRACED);
+	assert_string_equal(acl_refused_str(r), "traced");
+	assert_int_equal(acl_match(&cg, 1, &l, &w, &r), ACL_MATCH_REFUSED);
+	/* a traced caller of a uid-only agent is that agent (strace works) */
+	assert_int_equal(acl_match(b, 1, &l, &w, &r), ACL_MATCH_ONE);
+	l.tracer = 0;
+
+	/* the inode number of the bound file, recycled by another file */
+	l.exe_id.ctime_ns = 12345;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	assert_int_equal(r, ACL_R_EXE_CHANGED);
+	assert_string_equal(acl_refused_str(r), "exe-changed");
+	l.exe_id.ctime_ns = 0;
+	l.exe_id.uid = 1000;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	l.exe_id.uid = 0;
+	l.exe_id.size = 1;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	l.exe_id.size = 0;
+	/* birth time compared where both have one */
+	b[1].exe_id.btime_ns = 7;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_ONE);
+	l.exe_id.btime_ns = 8;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	l.exe_id.btime_ns = 7;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_ONE);
+	/* a binding made before the file's identity was recorded */
+	b[1].exe_id.ctime_ns = -1;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	b[1].exe_id.ctime_ns = 0;
+
+	/* exe labels hold only in the daemon's user namespace */
+	l.exe_userns = 0;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	assert_int_equal(r, ACL_R_USERNS);
+	assert_int_equal(acl_match(&cg, 1, &l, &w, &r), ACL_MATCH_ONE); /* cgroup is not exe */
+	l.exe_userns = 1;
+
+	/* --require-secure-exec */
+	b[1].require_secure = 1;
+	l.secure = 0;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	assert_int_equal(r, ACL_R_INSECURE);
+	l.secure = -1;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_REFUSED);
+	l.secure = 1;
+	assert_int_equal(acl_match(b, 2, &l, &w, &r), ACL_MATCH_ONE);
+
+	/* a refused binding below an accepted, more specific one is moot */
+	struct acl_binding two[] = {
+		{ .agent_id = 4, .uid = 1000, .labels = ACL_L_CGROUP | ACL_L_LSM,
+		  .cgroup = "/system.slice/**", .lsm = "mcp (enforce)" },
+		{ .agent_id = 5, .uid = 1000, .labels = ACL_L_EXE, .exe_dev = 8, .exe_ino = 77,
+		  .require_secure = 1 },
+	};
+	l.secure = 0;
+	assert_int_equal(acl_match(two, 2, &l, &w, &r), ACL_MATCH_ONE);
+	assert_int_equal(w, 0);
 }
 
 /* ---- reading a fake /proc ----------------------------------------------- */
@@ -590,6 +674,147 @@ static void test_procfs_under_another_name_denies(void **state)
 	assert_int_equal(acl_labels_read("//proc", getpid(), geteuid(), 0, &l, why, sizeof why), -1);
 }
 
+
+/* TracerPid of the calling thread, the user namespace and AT_SECURE, read
+ * only as bindings need them. */
+static void test_fake_tracer_userns_auxv(void **state)
+{
+	struct fake *f = *state;
+	struct acl_labels l;
+	char why[256], path[1024], self[1024];
+	unsigned long auxv[] = { AT_PAGESZ, 4096, AT_SECURE, 1, AT_NULL, 0 };
+	FILE *fp;
+
+	process(f, 1200, "/system.slice/a.service", NULL);
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_CGROUP, &l, why, sizeof why), 0);
+	assert_int_equal(l.tracer, 0);
+	put(f, "1200/status",
+	    "Name:\tagent\nTgid:\t1200\nPid:\t1200\nPPid:\t1\nTracerPid:\t4321\n"
+	    "Uid:\t1000\t1000\t1000\t1000\n");
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_CGROUP, &l, why, sizeof why), 0);
+	assert_int_equal(l.tracer, 4321);
+	put(f, "1200/status", "Tgid:\t1200\nTracerPid:\t1\nTracerPid:\t0\nUid:\t1000\t1000\t1000\t1000\n");
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_CGROUP, &l, why, sizeof why), -1);
+	assert_non_null(strstr(why, "TracerPid"));
+	put(f, "1200/status", "Tgid:\t1200\nUid:\t1000\t1000\t1000\t1000\n");
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_CGROUP, &l, why, sizeof why), -1);
+	/* with no label wanted, TracerPid is not needed */
+	assert_int_equal(read_fake(f, 1200, 1000, 0, &l, why, sizeof why), 0);
+	status(f, 1200, 1200, "1000\t1000\t1000\t1000");
+
+	/* no ns/user at all: not the daemon's namespace (fail closed) */
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_EXE, &l, why, sizeof why), 0);
+	assert_int_equal(l.exe_userns, 0);
+	put(f, "self/ns/user", "init userns");
+	snprintf(self, sizeof self, "%s/self/ns/user", f->proc);
+	snprintf(path, sizeof path, "%s/1200/ns/user", f->proc);
+	file_of(f, 1200, "ns/user", "another userns");
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_EXE, &l, why, sizeof why), 0);
+	assert_int_equal(l.exe_userns, 0);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(link(self, path), 0);
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_EXE, &l, why, sizeof why), 0);
+	assert_int_equal(l.exe_userns, 1);
+	/* only looked at when exe decides */
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_CGROUP | ACL_L_OPTIONAL * ACL_L_EXE, &l, why,
+				   sizeof why), 0);
+	assert_int_equal(l.exe_userns, 0);
+	assert_true(l.have & ACL_L_EXE);
+
+	/* AT_SECURE */
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_AUXV, &l, why, sizeof why), -1);
+	snprintf(path, sizeof path, "%s/1200/auxv", f->proc);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(auxv, sizeof auxv, 1, fp), 1);
+	fclose(fp);
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_AUXV, &l, why, sizeof why), 0);
+	assert_int_equal(l.secure, 1);
+	auxv[3] = 0;
+	fp = fopen(path, "w");
+	assert_int_equal(fwrite(auxv, sizeof auxv, 1, fp), 1);
+	fclose(fp);
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_AUXV, &l, why, sizeof why), 0);
+	assert_int_equal(l.secure, 0);
+	/* not asked for: unknown */
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_CGROUP, &l, why, sizeof why), 0);
+	assert_int_equal(l.secure, -1);
+}
+
+static void test_fake_ptrace_scope(void **state)
+{
+	struct fake *f = *state;
+
+	assert_int_equal(acl_ptrace_scope(f->proc), -1); /* no Yama */
+	put(f, "sys/kernel/yama/ptrace_scope", "1\n");
+	assert_int_equal(acl_ptrace_scope(f->proc), 1);
+	put(f, "sys/kernel/yama/ptrace_scope", "0\n");
+	assert_int_equal(acl_ptrace_scope(f->proc), 0);
+	put(f, "sys/kernel/yama/ptrace_scope", "x\n");
+	assert_int_equal(acl_ptrace_scope(f->proc), -1);
+}
+
+/* agent add --exe: only a file that no uid but root can change */
+static void test_exe_record_refuses_changeable_files(void **state)
+{
+	struct fake *f = *state;
+	struct acl_exe_id id, again;
+	unsigned char h[32], h2[32];
+	char why[512], dir[300], bin[400];
+	struct stat st;
+	int fd;
+
+	if (geteuid() != 0) {
+		print_message("skipped: chown needs root\n");
+		skip();
+	}
+	snprintf(dir, sizeof dir, "%s/bin", f->root);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(bin, sizeof bin, "%s/tool", dir);
+	fd = open(bin, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "#!/bin/sh\n", 10), 10);
+	close(fd);
+	assert_int_equal(chmod(f->root, 0755), 0);
+
+	assert_int_equal(acl_exe_record(bin, &id, h, why, sizeof why), 0);
+	assert_int_equal(stat(bin, &st), 0);
+	assert_true(id.ino == (uint64_t)st.st_ino && id.dev == (uint64_t)st.st_dev);
+	assert_int_equal(id.uid, 0);
+	assert_int_equal(id.size, 10);
+	assert_true(id.ctime_ns == (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec);
+	assert_int_equal(acl_exe_record(bin, &again, h2, why, sizeof why), 0);
+	assert_memory_equal(h, h2, sizeof h);
+
+	assert_int_equal(acl_exe_record("tool", &id, NULL, why, sizeof why), -1);
+	assert_non_null(strstr(why, "absolute"));
+	assert_int_equal(acl_exe_record(dir, &id, NULL, why, sizeof why), -1);
+	assert_non_null(strstr(why, "not a regular file"));
+
+	assert_int_equal(chown(bin, 1000, 0), 0);
+	assert_int_equal(acl_exe_record(bin, &id, NULL, why, sizeof why), -1);
+	assert_non_null(strstr(why, "owned by uid 1000"));
+	assert_int_equal(chown(bin, 0, 0), 0);
+
+	assert_int_equal(chmod(bin, 0775), 0);
+	assert_int_equal(acl_exe_record(bin, &id, NULL, why, sizeof why), -1);
+	assert_non_null(strstr(why, "chmod go-w"));
+	assert_int_equal(chmod(bin, 0755), 0);
+
+	assert_int_equal(chmod(dir, 0777), 0);
+	assert_int_equal(acl_exe_record(bin, &id, NULL, why, sizeof why), -1);
+	assert_non_null(strstr(why, "directory"));
+	assert_int_equal(chmod(dir, 01777), 0); /* sticky: others cannot rename root's file */
+	assert_int_equal(acl_exe_record(bin, &id, NULL, why, sizeof why), 0);
+	assert_int_equal(chmod(dir, 0755), 0);
+
+	assert_int_equal(chown(f->root, 1000, 0), 0); /* an ancestor */
+	assert_int_equal(acl_exe_record(bin, &id, NULL, why, sizeof why), -1);
+	assert_non_null(strstr(why, "owned by uid 1000"));
+	assert_int_equal(chown(f->root, 0, 0), 0);
+	assert_int_equal(acl_exe_record(bin, &id, NULL, why, sizeof why), 0);
+}
+
 /* ---- the real /proc ----------------------------------------------------- */
 
 static void check_self(const struct acl_labels *l, pid_t pid)
@@ -781,6 +1006,10 @@ int main(void)
 		cmocka_unit_test(test_match_most_specific_wins),
 		cmocka_unit_test(test_match_equal_specificity_ambiguous),
 		cmocka_unit_test(test_match_none),
+		cmocka_unit_test_setup_teardown(test_fake_tracer_userns_auxv, fake_setup, fake_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_ptrace_scope, fake_setup, fake_teardown),
+		cmocka_unit_test_setup_teardown(test_exe_record_refuses_changeable_files, fake_setup, fake_teardown),
+		cmocka_unit_test(test_match_refused),
 		cmocka_unit_test_setup_teardown(test_pid_zero_denies, fake_setup, fake_teardown),
 		cmocka_unit_test_setup_teardown(test_read_all_labels, fake_setup, fake_teardown),
 		cmocka_unit_test_setup_teardown(test_thread_resolves_to_process, fake_setup,
