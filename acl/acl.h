@@ -61,6 +61,20 @@ int acl_assign(struct vault_db *db, const char *provider, const char *key, const
 int acl_grant(struct vault_db *db, const char *agent, const char *provider, const char *key,
 	      int grant, struct vault_err *e);
 
+/* How much a's labels are worth here, given Yama's ptrace_scope
+ * (acl_ptrace_scope): "uid only", "strong", or "weak: ..." with each reason
+ * (ptrace_scope 0 or no Yama unless --require-secure-exec; a user-owned
+ * cgroup). Written into buf; returns buf. */
+const char *acl_binding_strength(const struct acl_agent *a, int ptrace_scope, char *buf,
+				 size_t len);
+
+/* With ptrace_scope < 1 (acl_ptrace_scope), the agents whose label binding
+ * does not hold against their uid's other processes (any label, no
+ * --require-secure-exec), as "'a', 'b'" into names (cut to len). Returns how
+ * many (0 with ptrace_scope >= 1), or -1. */
+int acl_weak_agents(struct vault_db *db, int ptrace_scope, char *names, size_t len,
+		    struct vault_err *e);
+
 /* ---- the decision ------------------------------------------------------- */
 
 enum acl_who_result {

@@ -1,10 +1,12 @@
 /* cmd_acl.c - scopeholdctl project, agent, grant, revoke and grants: who may
  * read what. Every change is one transaction with its audit row. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "admin/ctl.h"
 
@@ -65,6 +67,7 @@ int ctl_project(struct ctl *c, int argc, char **argv)
 
 static const char agent_usage[] =
 	"usage: scopeholdctl agent add NAME --project P --uid UID [--cgroup GLOB] [--exe PATH] [--lsm LABEL]\n"
+	"                              [--require-secure-exec]\n"
 	"       scopeholdctl agent list [--json]\n"
 	"       scopeholdctl agent rm NAME\n"
 	"       scopeholdctl agent disable NAME\n"
@@ -73,11 +76,20 @@ static const char agent_usage[] =
 	"the agent by its uid (a number or a user name) plus optional labels:\n"
 	"  --cgroup GLOB  cgroup v2 path, e.g. /system.slice/mcp-github.service; '*' stays\n"
 	"                 within one level, a trailing /** matches the whole subtree\n"
-	"  --exe PATH     the executable, bound by device and inode as it is now\n"
+	"  --exe PATH     the executable as it is now: this file (device, inode, owner,\n"
+	"                 size, ctime), root-owned and in root-owned directories that\n"
+	"                 others cannot write; after an upgrade, bind it again\n"
 	"  --lsm LABEL    the AppArmor/SELinux label, exactly\n"
+	"  --require-secure-exec\n"
+	"                 match only processes exec'd in secure mode (AT_SECURE: setuid,\n"
+	"                 setgid or file capabilities), which ignore LD_PRELOAD and\n"
+	"                 cannot be read or traced by their uid's other processes\n"
 	"The most specific match wins; two equally specific matches deny (ambiguous).\n"
+	"A traced process (TracerPid) matches no label binding, and an exe label holds\n"
+	"only for callers in the host's user namespace.\n"
 	"The uid is the hard boundary; labels divide one uid and are a boundary only\n"
-	"where the caller cannot change them.\n";
+	"where the caller cannot change them, and against the uid's other processes\n"
+	"only under Yama ptrace_scope >= 1 (agent list shows each binding's strength).\n";
 
 static int parse_uid(const char *s, uid_t *out)
 {
@@ -95,6 +107,31 @@ static int parse_uid(const char *s, uid_t *out)
 	return 0;
 }
 
+/* One line on stderr when uid lies in a range that the subordinate-uid
+ * file delegates to a user: that user can become the uid (newuidmap). */
+static void warn_subuid(const char *file, uid_t uid)
+{
+	char line[512];
+	FILE *f = fopen(file, "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f)) {
+		char user[256];
+		unsigned long start, count;
+		if (line[0] == '#' || sscanf(line, "%255[^:]:%lu:%lu", user, &start, &count) != 3)
+			continue;
+		if (uid >= start && uid - start < count) {
+			fprintf(stderr, "scopeholdctl: warning: uid %u lies in the range %lu-%lu that %s "
+				"delegates to user '%s', who can become it with newuidmap and read this "
+				"agent's secrets; use a uid outside every range there\n", (unsigned)uid,
+				start, start + count - 1, file, user);
+			break;
+		}
+	}
+	fclose(f);
+}
+
 static int agent_add(struct ctl *c, int argc, char **argv)
 {
 	struct acl_agent a;
@@ -109,6 +146,8 @@ static int agent_add(struct ctl *c, int argc, char **argv)
 		    (r = ctl_opt("agent add", argc, argv, &i, "--lsm", &lsm))) {
 			if (r < 0)
 				return 2;
+		} else if (!strcmp(argv[i], "--require-secure-exec")) {
+			a.require_secure = 1;
 		} else if (argv[i][0] == '-') {
 			return ctl_usage("agent", "unknown option '%s'", argv[i]);
 		} else if (name) {
@@ -144,6 +183,8 @@ static int agent_add(struct ctl *c, int argc, char **argv)
 	if (ctl_begin(c))
 		return 1;
 	int rc = ctl_end(c, acl_agent_add(c->db, &a, &e), &e, "agent.add", name);
+	if (!rc)
+		warn_subuid(c->cfg.subuid_file, a.uid);
 	if (!rc && !c->json)
 		printf("added agent %s (project %s, uid %u%s%s%s%s%s%s)\n", name, project, (unsigned)a.uid,
 		       cg ? ", cgroup " : "", cg ? cg : "", exe ? ", exe " : "", exe ? exe : "",
@@ -151,15 +192,23 @@ static int agent_add(struct ctl *c, int argc, char **argv)
 	return rc;
 }
 
-/* "changed" when the executable bound at add time is no longer that file. */
+/* "changed" when the executable bound at add time is no longer that file,
+ * unchanged: what the resolver compares (device, inode, owner, size, ctime,
+ * birth time). */
 static const char *exe_state(const struct acl_agent *a)
 {
-	struct stat st;
+	struct statx x;
 	if (!(a->labels & ACL_L_EXE))
 		return NULL;
-	if (stat(a->exe, &st) < 0)
+	if (a->exe_id.ctime_ns == -1)
+		return "unrecorded";
+	if (statx(AT_FDCWD, a->exe, 0, STATX_BASIC_STATS | STATX_BTIME, &x) < 0)
 		return "missing";
-	if ((uint64_t)st.st_dev != a->exe_dev || (uint64_t)st.st_ino != a->exe_ino)
+	int64_t ct = (int64_t)x.stx_ctime.tv_sec * 1000000000 + x.stx_ctime.tv_nsec;
+	int64_t bt = (x.stx_mask & STATX_BTIME) ? (int64_t)x.stx_btime.tv_sec * 1000000000 + x.stx_btime.tv_nsec : 0;
+	if ((uint64_t)makedev(x.stx_dev_major, x.stx_dev_minor) != a->exe_dev || x.stx_ino != a->exe_ino ||
+	    x.stx_uid != a->exe_id.uid || x.stx_size != a->exe_id.size || ct != a->exe_id.ctime_ns ||
+	    (bt && a->exe_id.btime_ns && bt != a->exe_id.btime_ns))
 		return "changed";
 	return "ok";
 }
@@ -168,12 +217,15 @@ struct list_ctx {
 	struct ctl *c;
 	int first;
 	int warned;
+	int ptrace_scope;
 };
 
 static int agent_print(void *arg, const struct acl_agent *a)
 {
 	struct list_ctx *l = arg;
 	const char *es = exe_state(a);
+	char strength[160];
+	acl_binding_strength(a, l->ptrace_scope, strength, sizeof strength);
 	if (l->c->json) {
 		printf("%s{\"name\":", l->first ? "" : ",");
 		ctl_json_str(stdout, a->name);
@@ -185,8 +237,12 @@ static int agent_print(void *arg, const struct acl_agent *a)
 		ctl_json_str(stdout, (a->labels & ACL_L_EXE) ? a->exe : NULL);
 		printf(",\"exe_state\":");
 		ctl_json_str(stdout, es);
+		printf(",\"exe_blake2b\":");
+		ctl_json_str(stdout, (a->labels & ACL_L_EXE) && a->exe_hash[0] ? a->exe_hash : NULL);
 		printf(",\"lsm\":");
 		ctl_json_str(stdout, (a->labels & ACL_L_LSM) ? a->lsm : NULL);
+		printf(",\"require_secure_exec\":%s,\"strength\":", a->require_secure ? "true" : "false");
+		ctl_json_str(stdout, strength);
 		printf("}");
 	} else {
 		char labels[3 * ACL_LABEL_MAX] = "";
@@ -196,14 +252,18 @@ static int agent_print(void *arg, const struct acl_agent *a)
 		if ((a->labels & ACL_L_EXE) && n < sizeof labels)
 			n += (size_t)snprintf(labels + n, sizeof labels - n, "exe=%s ", a->exe);
 		if ((a->labels & ACL_L_LSM) && n < sizeof labels)
-			snprintf(labels + n, sizeof labels - n, "lsm=%s", a->lsm);
-		printf("%-24s %-20s %7u %-8s %s\n", a->name, a->project, (unsigned)a->uid,
-		       a->enabled ? "enabled" : "disabled", labels[0] ? labels : "-");
+			n += (size_t)snprintf(labels + n, sizeof labels - n, "lsm=%s ", a->lsm);
+		if (a->require_secure && n < sizeof labels)
+			snprintf(labels + n, sizeof labels - n, "secure-exec");
+		printf("%-24s %-20s %7u %-8s %-30s %s\n", a->name, a->project, (unsigned)a->uid,
+		       a->enabled ? "enabled" : "disabled", strength, labels[0] ? labels : "-");
 	}
 	if (es && strcmp(es, "ok")) {
-		fprintf(stderr, "scopeholdctl: warning: agent '%s': executable '%s' is %s since agent add; "
-			"it matches no process now (rm and add the agent again to rebind)\n", a->name, a->exe,
-			!strcmp(es, "changed") ? "a different file" : "missing");
+		fprintf(stderr, "scopeholdctl: warning: agent '%s': executable '%s' is %s since it was bound; "
+			"it matches no process now (after an upgrade, bind it again: scopeholdctl agent set %s "
+			"--exe %s)\n", a->name, a->exe,
+			!strcmp(es, "changed") ? "a different or changed file" :
+			!strcmp(es, "missing") ? "missing" : "not recorded", a->name, a->exe);
 	}
 	l->first = 0;
 	return 0;
@@ -224,11 +284,12 @@ int ctl_agent(struct ctl *c, int argc, char **argv)
 			return ctl_usage("agent", "list takes no arguments");
 		if (!ctl_db(c))
 			return 1;
-		struct list_ctx l = { c, 1, 0 };
+		struct list_ctx l = { c, 1, 0, acl_ptrace_scope(c->cfg.proc_root) };
 		if (c->json)
 			fputs("[", stdout);
 		else
-			printf("%-24s %-20s %7s %-8s %s\n", "AGENT", "PROJECT", "UID", "STATE", "LABELS");
+			printf("%-24s %-20s %7s %-8s %-30s %s\n", "AGENT", "PROJECT", "UID", "STATE", "STRENGTH",
+			       "LABELS");
 		int rc = acl_agent_each(c->db, agent_print, &l, &e);
 		if (c->json)
 			puts("]");

@@ -44,6 +44,8 @@ int ctl_explain(struct ctl *c, int argc, char **argv)
 	};
 	const char *why = d == ACL_NO_SECRET ? "the secret does not exist (removed, or never added)"
 					     : acl_decision_str(d);
+	char strength[160];
+	acl_binding_strength(&a, acl_ptrace_scope(c->cfg.proc_root), strength, sizeof strength);
 	if (c->json) {
 		printf("{\"agent\":");
 		ctl_json_str(stdout, a.name);
@@ -55,6 +57,8 @@ int ctl_explain(struct ctl *c, int argc, char **argv)
 		ctl_json_str(stdout, why);
 		if (d != ACL_NO_SECRET)
 			printf(",\"version\":%lld,\"bytes\":%lld", (long long)s.version, (long long)s.len);
+		printf(",\"binding_strength\":");
+		ctl_json_str(stdout, strength);
 		puts("}");
 	} else {
 		printf("%s: agent %s (project %s) %s read %s: %s\n", d == ACL_ALLOW ? "ALLOWED" : "DENIED",
@@ -62,6 +66,7 @@ int ctl_explain(struct ctl *c, int argc, char **argv)
 		if (d == ACL_ALLOW)
 			printf("  rule: agent enabled, direct grant, secret assigned to project %s; reads version %lld\n",
 			       a.project, (long long)s.version);
+		printf("  binding: %s\n", strength);
 	}
 	return 0;
 }
@@ -112,6 +117,8 @@ int ctl_whoami(struct ctl *c, int argc, char **argv)
 	struct acl_who w;
 	acl_resolve(c->db, c->cfg.proc_root, uid, (pid_t)pid, ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM, &w);
 	const struct acl_labels *l = &w.labels;
+	int scope = acl_ptrace_scope(c->cfg.proc_root);
+	char strength[160];
 	static const char *const res[] = {
 		[ACL_WHO_AGENT] = "agent", [ACL_WHO_NONE] = "unknown-caller",
 		[ACL_WHO_AMBIGUOUS] = "ambiguous", [ACL_WHO_ERROR] = "error",
@@ -137,10 +144,19 @@ int ctl_whoami(struct ctl *c, int argc, char **argv)
 			ctl_json_str(stdout, (w.agent.labels & ACL_L_EXE) ? w.agent.exe : NULL);
 			printf(",\"lsm\":");
 			ctl_json_str(stdout, (w.agent.labels & ACL_L_LSM) ? w.agent.lsm : NULL);
-			printf(",\"enabled\":%s}", w.agent.enabled ? "true" : "false");
+			printf(",\"enabled\":%s,\"strength\":", w.agent.enabled ? "true" : "false");
+			ctl_json_str(stdout, acl_binding_strength(&w.agent, scope, strength, sizeof strength));
+			printf("}");
 		} else {
 			printf("null");
 		}
+		printf(",\"refused\":");
+		ctl_json_str(stdout, w.refused ? acl_refused_str(w.refused) : NULL);
+		printf(",\"traced_by\":");
+		if (l->tracer)
+			printf("%d", (int)l->tracer);
+		else
+			printf("null");
 		printf(",\"reason\":");
 		ctl_json_str(stdout, w.reason);
 		puts("}");
@@ -156,6 +172,8 @@ int ctl_whoami(struct ctl *c, int argc, char **argv)
 		       (w.agent.labels & ACL_L_EXE) ? " exe=" : "", (w.agent.labels & ACL_L_EXE) ? w.agent.exe : "",
 		       (w.agent.labels & ACL_L_LSM) ? " lsm=" : "", (w.agent.labels & ACL_L_LSM) ? w.agent.lsm : "",
 		       w.agent.project);
+	if (agent)
+		printf("  strength: %s\n", acl_binding_strength(&w.agent, scope, strength, sizeof strength));
 	printf("  why: %s\n", w.reason);
 	return 0;
 }

@@ -42,6 +42,26 @@ fail:
 	return -1;
 }
 
+/* Labels divide one uid only where its processes cannot reach into each
+ * other: say once which agents rely on labels that do not hold here. */
+static void fs_warn_weak(struct fs_state *fs)
+{
+	struct vault_err e = { 0 };
+	char names[1024];
+	int scope = acl_ptrace_scope(fs->cfg.proc_root);
+	struct vault_db *db = acl_db_open(fs->cfg.db, VAULT_DB_NOMIGRATE, &e);
+	if (!db)
+		return;
+	int n = acl_weak_agents(db, scope, names, sizeof names, &e);
+	vault_db_close(db);
+	if (n > 0)
+		fprintf(stderr, "scopeholdfs: warning: %s: the label bindings of %d agent(s) (%s) do not "
+			"hold against other processes of the same uid, which can ptrace them or write their "
+			"memory; set kernel.yama.ptrace_scope=1, or bind them with --require-secure-exec "
+			"(README: threat model)\n", scope < 0 ? "no Yama ptrace_scope" : "Yama ptrace_scope is 0",
+			n, names);
+}
+
 static void state_close(struct fs_state *fs)
 {
 	audit_writer_stop(fs->audit);
@@ -115,6 +135,7 @@ int main(int argc, char *argv[])
 	if (strcmp(fs.cfg.proc_root, "/proc"))
 		fprintf(stderr, "scopeholdfs: warning: callers are read from '%s', not /proc ([identity] proc_root is for tests)\n",
 			fs.cfg.proc_root);
+	fs_warn_weak(&fs);
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	if (!lc)

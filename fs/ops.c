@@ -272,12 +272,23 @@ static size_t whoami_text(const struct caller *c, char *buf, size_t len)
 {
 	const struct acl_who *w = &c->who;
 	const struct acl_labels *l = &w->labels;
+	/* A non-root caller learns its own agent and nothing of the others of
+	 * its uid: not their names, not whether any is bound to it (the full
+	 * reason is in the audit row and in scopeholdctl whoami). */
+	char brief[64];
+	const char *reason = w->reason;
+	if (c->ctx->uid != 0 && w->result == ACL_WHO_AMBIGUOUS) {
+		snprintf(brief, sizeof brief, "ambiguous: %zu bindings match equally", w->tied);
+		reason = brief;
+	} else if (c->ctx->uid != 0 && w->result == ACL_WHO_NONE) {
+		reason = "no agent";
+	}
 	int n = snprintf(buf, len,
 			 "agent: %s\nproject: %s\nresult: %s\nreason: %s\nuid: %u\ngid: %u\npid: %d\ntgid: %d\n"
 			 "cgroup: %s\nexe: %s\nlsm: %s\n",
 			 w->result == ACL_WHO_AGENT ? w->agent.name : "-",
 			 w->result == ACL_WHO_AGENT ? w->agent.project : "-",
-			 who_result(w), w->reason, (unsigned)c->ctx->uid, (unsigned)c->ctx->gid,
+			 who_result(w), reason, (unsigned)c->ctx->uid, (unsigned)c->ctx->gid,
 			 (int)c->ctx->pid, (int)l->tgid,
 			 (l->have & ACL_L_CGROUP) ? l->cgroup : "-",
 			 (l->have & ACL_L_EXE) ? l->exe : "-",

@@ -15,6 +15,7 @@ struct vault_config {
 	char audit_db[PATH_MAX];    /* empty: derived from db, see vault_config_audit_db */
 	char mountpoint[PATH_MAX];
 	char proc_root[PATH_MAX];   /* "/proc" unless a test points elsewhere */
+	char subuid_file[PATH_MAX]; /* [identity] subuid_file: /etc/subuid */
 	enum vault_sync audit_sync;
 	int audit_queue;            /* rows that may wait for the writer */
 };
