@@ -71,6 +71,7 @@ class Build:
         self.dir = os.path.abspath(d)
         self.ctl = os.path.join(self.dir, "admin", "scopeholdctl")
         self.fs = os.path.join(self.dir, "fs", "scopeholdfs")
+        self.attack = os.path.join(self.dir, "tests", "attack")   # forge-exe, traced-read
 
     def missing(self):
         return [p for p in (self.ctl, self.fs) if not os.access(p, os.X_OK)]
