@@ -37,7 +37,9 @@ static const char *const acl_steps[] = {
 	"ALTER TABLE agents ADD COLUMN exe_ctime_ns INTEGER;"
 	"ALTER TABLE agents ADD COLUMN exe_btime_ns INTEGER;"
 	"ALTER TABLE agents ADD COLUMN exe_hash TEXT;"
-	"ALTER TABLE agents ADD COLUMN require_secure INTEGER NOT NULL DEFAULT 0;",
+	"ALTER TABLE agents ADD COLUMN require_secure INTEGER NOT NULL DEFAULT 0;"
+	/* bound to its launch cgroup (scopeholdctl run --agent) */
+	"ALTER TABLE agents ADD COLUMN launched INTEGER NOT NULL DEFAULT 0;",
 };
 
 struct vault_db *acl_db_open(const char *path, unsigned flags, struct vault_err *e)
@@ -159,6 +161,8 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 				  a->cgroup);
 	if ((a->labels & ACL_L_LSM) && !a->lsm[0])
 		return vault_fail(e, VAULT_EINVAL, "LSM label is empty");
+	if (a->launched && !(a->labels & ACL_L_CGROUP))
+		return vault_fail(e, VAULT_EINVAL, "a launched agent is bound to its launch cgroup");
 	struct acl_exe_id xid;
 	char hex[65] = "";
 	if ((a->labels & ACL_L_EXE) && exe_bind(a->exe, &xid, hex, e) < 0)
@@ -176,8 +180,8 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 		return -1;
 	sqlite3_stmt *st = vault_db_stmt(db, "INSERT INTO agents(name, project_id, uid, cgroup, exe, exe_dev, exe_ino,"
 					     " lsm, enabled, created_ns, exe_uid, exe_mode, exe_size, exe_ctime_ns,"
-					     " exe_btime_ns, exe_hash, require_secure)"
-					     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)", e);
+					     " exe_btime_ns, exe_hash, require_secure, launched)"
+					     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)", e);
 	if (!st)
 		return -1;
 	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
@@ -200,12 +204,13 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 		sqlite3_bind_text(st, 8, a->lsm, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 9, vault_now_ns());
 	sqlite3_bind_int(st, 16, a->require_secure ? 1 : 0);
+	sqlite3_bind_int(st, 17, a->launched ? 1 : 0);
 	return change(db, st, "adding an agent", e);
 }
 
 #define AGENT_COLS "a.id, a.project_id, a.name, p.name, a.enabled, a.uid, a.cgroup, a.exe," \
 	" a.exe_dev, a.exe_ino, a.lsm, a.exe_uid, a.exe_mode, a.exe_size, a.exe_ctime_ns," \
-	" a.exe_btime_ns, a.exe_hash, a.require_secure" \
+	" a.exe_btime_ns, a.exe_hash, a.require_secure, a.launched" \
 	" FROM agents a JOIN projects p ON p.id = a.project_id"
 
 static void agent_row(sqlite3_stmt *st, struct acl_agent *a)
@@ -242,6 +247,7 @@ static void agent_row(sqlite3_stmt *st, struct acl_agent *a)
 				 (const char *)sqlite3_column_text(st, 16));
 	}
 	a->require_secure = sqlite3_column_int(st, 17);
+	a->launched = sqlite3_column_int(st, 18);
 	if (sqlite3_column_type(st, 10) != SQLITE_NULL) {
 		a->labels |= ACL_L_LSM;
 		snprintf(a->lsm, sizeof a->lsm, "%s", (const char *)sqlite3_column_text(st, 10));

@@ -36,6 +36,7 @@ struct acl_agent {
 					 * this was recorded; it matches nothing) */
 	char exe_hash[65];              /* BLAKE2b-256 of its contents, hex; "" unknown */
 	int require_secure;             /* --require-secure-exec */
+	int launched;                   /* --launched: cgroup is <[launch] cgroup>/NAME/ ** */
 	char lsm[256];
 };
 
@@ -74,6 +75,17 @@ const char *acl_binding_strength(const struct acl_agent *a, int ptrace_scope, ch
  * many (0 with ptrace_scope >= 1), or -1. */
 int acl_weak_agents(struct vault_db *db, int ptrace_scope, char *names, size_t len,
 		    struct vault_err *e);
+
+/* Where cgroup v2 is mounted (from /proc/self/mountinfo) into buf: 0 or -1. */
+int acl_cgroup2_mount(char *buf, size_t len);
+
+/* The launch cgroup of agent (relative to the cgroup v2 mount):
+ * "<launch_cgroup>/<agent>", after checking that launch_cgroup is a plain
+ * absolute path and agent a valid name. A --launched binding matches that
+ * directory's subtree; the daemon makes one instance cgroup below it per
+ * launch. 0 or -1. */
+int acl_launch_dir(const char *launch_cgroup, const char *agent, char *out, size_t len,
+		   struct vault_err *e);
 
 /* ---- the decision ------------------------------------------------------- */
 

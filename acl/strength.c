@@ -9,8 +9,7 @@
 
 #include "acl/acl.h"
 
-/* Where cgroup v2 is mounted, from /proc/self/mountinfo: 0, or -1. */
-static int cgroup2_mount(char *buf, size_t len)
+int acl_cgroup2_mount(char *buf, size_t len)
 {
 	char line[4096];
 	FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -44,7 +43,7 @@ static int cgroup_user_owned(const char *glob)
 	size_t n = strcspn(glob, "*?[");
 	char *slash;
 
-	if (n >= sizeof fixed || cgroup2_mount(root, sizeof root) < 0)
+	if (n >= sizeof fixed || acl_cgroup2_mount(root, sizeof root) < 0)
 		return 0;
 	memcpy(fixed, glob, n);
 	fixed[n] = '\0';
@@ -116,4 +115,30 @@ int acl_weak_agents(struct vault_db *db, int ptrace_scope, char *names, size_t l
 	if (acl_agent_each(db, weak_one, &w, e) < 0)
 		return -1;
 	return w.n;
+}
+
+int acl_launch_dir(const char *launch_cgroup, const char *agent, char *out, size_t len,
+		   struct vault_err *e)
+{
+	const char *p = launch_cgroup;
+
+	if (!p || p[0] != '/' || !p[1])
+		return vault_fail(e, VAULT_EINVAL, "[launch] cgroup '%.200s' must be an absolute cgroup "
+				  "path below the root, like /scopehold.launch", p ? p : "");
+	for (const char *c = p; *c; ) { /* every component a plain name */
+		const char *n = strchr(c + 1, '/');
+		size_t l = n ? (size_t)(n - c - 1) : strlen(c + 1);
+		if (l == 0 || (l == 1 && c[1] == '.') || (l == 2 && c[1] == '.' && c[2] == '.') ||
+		    strcspn(c + 1, "*?[\\") < l)
+			return vault_fail(e, VAULT_EINVAL, "[launch] cgroup '%.200s' must be a plain absolute "
+					  "path (no empty, '.', '..' or wildcard component)", p);
+		if (!n)
+			break;
+		c = n;
+	}
+	if (vault_name_check("agent", agent, e) < 0)
+		return -1;
+	if (snprintf(out, len, "%s/%s", p, agent) >= (int)len)
+		return vault_fail(e, VAULT_EINVAL, "[launch] cgroup '%.200s' is too long", p);
+	return 0;
 }

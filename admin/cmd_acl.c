@@ -67,7 +67,7 @@ int ctl_project(struct ctl *c, int argc, char **argv)
 
 static const char agent_usage[] =
 	"usage: scopeholdctl agent add NAME --project P --uid UID [--cgroup GLOB] [--exe PATH] [--lsm LABEL]\n"
-	"                              [--require-secure-exec]\n"
+	"                              [--require-secure-exec] [--launched]\n"
 	"       scopeholdctl agent list [--json]\n"
 	"       scopeholdctl agent rm NAME\n"
 	"       scopeholdctl agent disable NAME\n"
@@ -80,6 +80,9 @@ static const char agent_usage[] =
 	"                 size, ctime), root-owned and in root-owned directories that\n"
 	"                 others cannot write; after an upgrade, bind it again\n"
 	"  --lsm LABEL    the AppArmor/SELinux label, exactly\n"
+	"  --launched     bound to the agent's launch cgroup ([launch] cgroup/NAME/ **),\n"
+	"                 which only `scopeholdctl run --agent NAME` enters; more\n"
+	"                 specific than the uid alone (no --cgroup with it)\n"
 	"  --require-secure-exec\n"
 	"                 match only processes exec'd in secure mode (AT_SECURE: setuid,\n"
 	"                 setgid or file capabilities), which ignore LD_PRELOAD and\n"
@@ -148,6 +151,8 @@ static int agent_add(struct ctl *c, int argc, char **argv)
 				return 2;
 		} else if (!strcmp(argv[i], "--require-secure-exec")) {
 			a.require_secure = 1;
+		} else if (!strcmp(argv[i], "--launched")) {
+			a.launched = 1;
 		} else if (argv[i][0] == '-') {
 			return ctl_usage("agent", "unknown option '%s'", argv[i]);
 		} else if (name) {
@@ -167,9 +172,20 @@ static int agent_add(struct ctl *c, int argc, char **argv)
 	if ((cg && strlen(cg) >= sizeof a.cgroup) || (exe && strlen(exe) >= sizeof a.exe) ||
 	    (lsm && strlen(lsm) >= sizeof a.lsm))
 		return ctl_fail("a label given to agent add is too long");
+	if (cg && a.launched)
+		return ctl_usage("agent", "--launched binds the launch cgroup: give no --cgroup with it");
 	if (cg) {
 		a.labels |= ACL_L_CGROUP;
 		strcpy(a.cgroup, cg);
+	}
+	if (a.launched) {
+		struct vault_err le = { 0 };
+		char dir[PATH_MAX];
+		if (acl_launch_dir(c->cfg.launch_cgroup, name, dir, sizeof dir, &le) < 0)
+			return ctl_verr(&le);
+		if (snprintf(a.cgroup, sizeof a.cgroup, "%s/**", dir) >= (int)sizeof a.cgroup)
+			return ctl_fail("[launch] cgroup is too long");
+		a.labels |= ACL_L_CGROUP;
 	}
 	if (exe) {
 		a.labels |= ACL_L_EXE;
@@ -186,9 +202,9 @@ static int agent_add(struct ctl *c, int argc, char **argv)
 	if (!rc)
 		warn_subuid(c->cfg.subuid_file, a.uid);
 	if (!rc && !c->json)
-		printf("added agent %s (project %s, uid %u%s%s%s%s%s%s)\n", name, project, (unsigned)a.uid,
+		printf("added agent %s (project %s, uid %u%s%s%s%s%s%s%s)\n", name, project, (unsigned)a.uid,
 		       cg ? ", cgroup " : "", cg ? cg : "", exe ? ", exe " : "", exe ? exe : "",
-		       lsm ? ", lsm " : "", lsm ? lsm : "");
+		       lsm ? ", lsm " : "", lsm ? lsm : "", a.launched ? ", launched" : "");
 	return rc;
 }
 
@@ -241,7 +257,8 @@ static int agent_print(void *arg, const struct acl_agent *a)
 		ctl_json_str(stdout, (a->labels & ACL_L_EXE) && a->exe_hash[0] ? a->exe_hash : NULL);
 		printf(",\"lsm\":");
 		ctl_json_str(stdout, (a->labels & ACL_L_LSM) ? a->lsm : NULL);
-		printf(",\"require_secure_exec\":%s,\"strength\":", a->require_secure ? "true" : "false");
+		printf(",\"require_secure_exec\":%s,\"launched\":%s,\"strength\":",
+		       a->require_secure ? "true" : "false", a->launched ? "true" : "false");
 		ctl_json_str(stdout, strength);
 		printf("}");
 	} else {
@@ -254,7 +271,9 @@ static int agent_print(void *arg, const struct acl_agent *a)
 		if ((a->labels & ACL_L_LSM) && n < sizeof labels)
 			n += (size_t)snprintf(labels + n, sizeof labels - n, "lsm=%s ", a->lsm);
 		if (a->require_secure && n < sizeof labels)
-			snprintf(labels + n, sizeof labels - n, "secure-exec");
+			n += (size_t)snprintf(labels + n, sizeof labels - n, "secure-exec ");
+		if (a->launched && n < sizeof labels)
+			snprintf(labels + n, sizeof labels - n, "launched");
 		printf("%-24s %-20s %7u %-8s %-30s %s\n", a->name, a->project, (unsigned)a->uid,
 		       a->enabled ? "enabled" : "disabled", strength, labels[0] ? labels : "-");
 	}

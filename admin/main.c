@@ -24,6 +24,7 @@ static const struct ctl_verb verbs[] = {
 	{ "audit", ctl_audit, NULL, "list|verify|prune|export: the audit trail" },
 	{ "rekey", ctl_rekey, NULL, "new master key; rewrap the data key" },
 	{ "exec", ctl_exec, NULL, "[--mount DIR] --env NAME=P/K ... -- CMD: run CMD with granted values in its environment" },
+	{ "run", ctl_run, NULL, "--agent NAME [...] -- CMD: be placed into agent NAME by the daemon, then run CMD" },
 };
 
 static void usage(FILE *f)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fs/fs.h"
+#include "fs/launch_proto.h"
 
 #define OPT(t, p) { t, offsetof(struct fs_opts, p), 1 }
 static const struct fuse_opt fs_optspec[] = {
@@ -13,6 +14,8 @@ static const struct fuse_opt fs_optspec[] = {
 	OPT("--config=%s", config),
 	OPT("--db=%s", db),
 	OPT("--key-file=%s", key_file),
+	OPT("--launch-socket=%s", launch_socket),
+	OPT("--launch-cgroup=%s", launch_cgroup),
 	OPT("--max-threads=%d", max_threads),
 	OPT("-f", foreground),
 	OPT("-d", debug),
@@ -24,7 +27,8 @@ static const struct fuse_opt fs_optspec[] = {
 };
 
 static const char usage[] =
-"usage: scopeholdfs [-c CONFIG] [--db=PATH] [--key-file=PATH] [-f] [-o FUSE-OPTIONS] [MOUNTPOINT]\n"
+"usage: scopeholdfs [-c CONFIG] [--db=PATH] [--key-file=PATH] [--launch-socket=PATH]\n"
+"                   [--launch-cgroup=PATH] [-f] [-o FUSE-OPTIONS] [MOUNTPOINT]\n"
 "\n"
 "Mount the ScopeHold secrets filesystem: each calling process sees /PROVIDER/KEY\n"
 "files only for the secrets granted to the agent it resolves to.\n"
@@ -33,6 +37,11 @@ static const char usage[] =
 "  --db=PATH            database (default [vault] db, or " VAULT_DEFAULT_DB ")\n"
 "  --key-file=PATH      master key file (default [vault] key_file,\n"
 "                       $CREDENTIALS_DIRECTORY/master.key, or " VAULT_DEFAULT_KEY ")\n"
+"  --launch-socket=PATH where `scopeholdctl run --agent` asks to be placed into an\n"
+"                       agent (default [launch] socket, or " SH_LAUNCH_DEFAULT_SOCKET ";\n"
+"                       none: no launcher)\n"
+"  --launch-cgroup=PATH the root-owned cgroup v2 directory launched agents go under\n"
+"                       (default [launch] cgroup, or " SH_LAUNCH_DEFAULT_CGROUP ")\n"
 "  -f                   stay in the foreground, log to stderr\n"
 "  -d                   FUSE debug output (implies -f; shows no values)\n"
 "  -o OPTS              extra mount options; ro,nodev,nosuid,noexec,allow_other are always set\n"
@@ -85,6 +94,12 @@ int fs_conf(struct fuse_args *args, struct fs_opts *o, struct vault_config *cfg)
 		goto toolong;
 	if (o->key_file && snprintf(cfg->key_file, sizeof cfg->key_file, "%s", o->key_file) >= (int)sizeof cfg->key_file)
 		goto toolong;
+	if (o->launch_socket &&
+	    snprintf(cfg->launch_socket, sizeof cfg->launch_socket, "%s", o->launch_socket) >= (int)sizeof cfg->launch_socket)
+		goto toolong;
+	if (o->launch_cgroup &&
+	    snprintf(cfg->launch_cgroup, sizeof cfg->launch_cgroup, "%s", o->launch_cgroup) >= (int)sizeof cfg->launch_cgroup)
+		goto toolong;
 	if (vault_config_check(cfg, &e) < 0) {
 		fprintf(stderr, "scopeholdfs: %s\n", e.msg);
 		return -1;
@@ -106,5 +121,7 @@ void fs_opts_free(struct fs_opts *o)
 	free(o->config);
 	free(o->db);
 	free(o->key_file);
+	free(o->launch_socket);
+	free(o->launch_cgroup);
 	o->config = o->db = o->key_file = NULL;
 }

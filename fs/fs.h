@@ -40,6 +40,8 @@ struct fs_opts {
 	char *config;
 	char *db;
 	char *key_file;
+	char *launch_socket;
+	char *launch_cgroup;
 	int foreground;
 	int debug;
 	int show_help;
@@ -55,7 +57,16 @@ struct fs_state {
 	pthread_key_t tls;          /* per-thread connection and buffer */
 	atomic_int audit_failing;   /* 1 after the first failed audit commit was logged */
 	_Atomic int64_t audit_dropped; /* rows lost so far that the trail records */
+	struct fs_launch *launch;   /* the launch socket's thread, or NULL */
 };
+
+/* Start the launch socket ([launch] socket, cgroup) after the mount: a
+ * thread that moves `scopeholdctl run --agent` callers into their agent's
+ * launch cgroup. Off when the socket is "" or "none"; a launcher that cannot
+ * start logs one warning and leaves the filesystem serving. Returns 0. */
+int fs_launch_start(struct fs_state *fs);
+/* Stop it and remove the socket file (a no-op when it is off). */
+void fs_launch_stop(struct fs_state *fs);
 
 /* Parse argv into opts (fuse_opt_parse), leaving FUSE's own in args. The
  * config file is then loaded into cfg and the command line overrides it.

@@ -136,6 +136,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "scopeholdfs: warning: callers are read from '%s', not /proc ([identity] proc_root is for tests)\n",
 			fs.cfg.proc_root);
 	fs_warn_weak(&fs);
+	fs_launch_start(&fs);
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	if (!lc)
@@ -149,6 +150,7 @@ int main(int argc, char *argv[])
 	fuse_loop_cfg_destroy(lc);
 	fprintf(stderr, "scopeholdfs: unmounting '%s'\n", cl.mountpoint);
 err_mount:
+	fs_launch_stop(&fs);
 	fuse_session_unmount(se);
 err_signals:
 	fuse_remove_signal_handlers(se);

@@ -41,6 +41,10 @@ static int handler(void *user, const char *section, const char *name, const char
 		ok = set_path(c->proc_root, value);
 	else if (!strcmp(section, "identity") && !strcmp(name, "subuid_file"))
 		ok = set_path(c->subuid_file, value);
+	else if (!strcmp(section, "launch") && !strcmp(name, "socket"))
+		ok = set_path(c->launch_socket, value);
+	else if (!strcmp(section, "launch") && !strcmp(name, "cgroup"))
+		ok = set_path(c->launch_cgroup, value);
 	else if (!strcmp(section, "audit") && !strcmp(name, "sync")) {
 		if (!strcmp(value, "normal"))
 			c->audit_sync = VAULT_SYNC_NORMAL, ok = 1;
@@ -91,6 +95,8 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	strcpy(c->mountpoint, VAULT_DEFAULT_MOUNT);
 	strcpy(c->proc_root, "/proc");
 	strcpy(c->subuid_file, "/etc/subuid");
+	strcpy(c->launch_socket, "/run/scopehold/launch.sock");
+	strcpy(c->launch_cgroup, "/scopehold.launch");
 	c->audit_sync = VAULT_SYNC_NORMAL;
 	c->audit_queue = 4096;
 
@@ -133,6 +139,6 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	if (line > 0)
 		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d: unknown or invalid setting %s "
 				  "(known: [vault] db, key_file; [fs] mountpoint; [audit] db, sync = normal|full, queue; "
-				  "[identity] proc_root, subuid_file)", path, line, p.bad[0] ? p.bad : "");
+				  "[identity] proc_root, subuid_file; [launch] socket, cgroup)", path, line, p.bad[0] ? p.bad : "");
 	return 0;
 }

@@ -16,6 +16,8 @@ struct vault_config {
 	char mountpoint[PATH_MAX];
 	char proc_root[PATH_MAX];   /* "/proc" unless a test points elsewhere */
 	char subuid_file[PATH_MAX]; /* [identity] subuid_file: /etc/subuid */
+	char launch_socket[PATH_MAX]; /* [launch] socket; "" or "none": no launcher */
+	char launch_cgroup[PATH_MAX]; /* [launch] cgroup, under the cgroup v2 mount */
 	enum vault_sync audit_sync;
 	int audit_queue;            /* rows that may wait for the writer */
 };

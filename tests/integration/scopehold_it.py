@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import pytest
 
@@ -572,7 +573,12 @@ class Mount:
         argv = [build.fs, "-f"]
         if config:
             argv += ["-c", config]
-        argv += [f"--db={db or vault.db}", f"--key-file={key or vault.key}"] + list(args) + [mountpoint]
+        argv += [f"--db={db or vault.db}", f"--key-file={key or vault.key}"]
+        # the launch socket is the host's (/run/scopehold/launch.sock) unless
+        # a test asks for one of its own
+        if not any(str(a).startswith("--launch-socket") for a in args):
+            argv.append("--launch-socket=none")
+        argv += list(args) + [mountpoint]
         self.argv = argv
         self.killed = False     # the test killed the daemon on purpose
         self.closed = False
@@ -732,7 +738,13 @@ class Cgroups:
 
     def close(self):
         problems = []
+        paths = []
         for cg in list(reversed(self.made)) + [self.top]:
+            # cgroups a daemon made below ours (launch instances) go first
+            paths += [os.path.join(d, n) for d, dirs, _ in os.walk(cg.path, topdown=False) for n in dirs]
+            paths.append(cg.path)
+        for path in paths:
+            cg = types.SimpleNamespace(path=path, pids=lambda path=path: Cgroup.pids(types.SimpleNamespace(path=path)))
             deadline = time.monotonic() + 10
             while os.path.isdir(cg.path):
                 left = cg.pids()
