@@ -62,14 +62,13 @@ int ctl_exec(struct ctl *c, int argc, char **argv)
 	const char *mount = c->cfg.mountpoint, *names[MAX_ENV], *paths[MAX_ENV];
 	int n = 0, i;
 	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
-		const char *v;
+		const char *v = NULL; /* --env repeats: a fresh NULL each time */
 		int r;
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
 			return ctl_help(exec_usage);
-		if ((r = ctl_opt("exec", argc, argv, &i, "--mount", &v))) {
+		if ((r = ctl_opt("exec", argc, argv, &i, "--mount", &mount))) {
 			if (r < 0)
 				return 2;
-			mount = v;
 		} else if ((r = ctl_opt("exec", argc, argv, &i, "--env", &v))) {
 			if (r < 0)
 				return 2;

@@ -37,7 +37,9 @@ static void usage(FILE *f)
 	      "  -c, --config FILE  config file (default $SCOPEHOLD_CONFIG or " VAULT_DEFAULT_CONFIG ")\n"
 	      "  --db PATH          database (default [vault] db or " VAULT_DEFAULT_DB ")\n"
 	      "  --key-file PATH    master key (default [vault] key_file or " VAULT_DEFAULT_KEY ")\n"
-	      "  --json             print lists, explain, whoami and audit as JSON\n"
+	      "  --json             print one JSON document on stdout (errors: {\"error\": ...} on stderr)\n"
+	      "  -h, --help         this help\n"
+	      "  --version          print the version and exit\n"
 	      "\n`scopeholdctl VERB --help` describes each verb.\n", f);
 }
 
@@ -53,9 +55,11 @@ int main(int argc, char **argv)
 		return ctl_fail("libsodium failed to initialise");
 
 	const char *config = NULL, *db = NULL, *key = NULL;
+	for (int j = 1; j < argc && strcmp(argv[j], "--"); j++)
+		if (!strcmp(argv[j], "--json"))
+			ctl_json_errors = 1;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
-		const char *v;
 		int r;
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
@@ -65,21 +69,14 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(argv[i], "--json")) {
 			c.json = 1;
-		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--config", &v)) ||
-			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "-c", &v))) {
+		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--config", &config)) ||
+			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "-c", &config)) ||
+			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "--db", &db)) ||
+			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "--key-file", &key))) {
 			if (r < 0)
 				return 2;
-			config = v;
-		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--db", &v))) {
-			if (r < 0)
-				return 2;
-			db = v;
-		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--key-file", &v))) {
-			if (r < 0)
-				return 2;
-			key = v;
 		} else {
-			fprintf(stderr, "scopeholdctl: unknown option '%s' (see: scopeholdctl --help)\n", argv[i]);
+			ctl_fail("unknown option '%s' (see: scopeholdctl --help)", argv[i]);
 			return 2;
 		}
 	}
@@ -122,7 +119,7 @@ int main(int argc, char **argv)
 		if (!strcmp(av[0], verbs[k].name))
 			ret = verbs[k].fn(&c, ac, av);
 	if (ret < 0) {
-		fprintf(stderr, "scopeholdctl: unknown verb '%s' (see: scopeholdctl --help)\n", av[0]);
+		ctl_fail("unknown verb '%s' (see: scopeholdctl --help)", av[0]);
 		ret = 2;
 	}
 	vault_key_free(c.key);
