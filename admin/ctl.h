@@ -100,5 +100,7 @@ int ctl_exec(struct ctl *c, int argc, char **argv);
 /* cmd_version.c: secret rm and secret rollback (argv[0] "rm" / "rollback"). */
 int ctl_secret_rm(struct ctl *c, int argc, char **argv);
 int ctl_secret_rollback(struct ctl *c, int argc, char **argv);
+/* cmd_backup.c: backup DIR, restore DIR [--yes] (argv[0] says which). */
+int ctl_backup(struct ctl *c, int argc, char **argv);
 
 #endif
