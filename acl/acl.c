@@ -57,6 +57,21 @@ static int change(struct vault_db *db, sqlite3_stmt *st, const char *what, struc
 	return 0;
 }
 
+/* Step st (bound) for one row: 1 and *out = its first column, 0 no row, -1
+ * error naming what. Resets st. */
+static int step_one(struct vault_db *db, sqlite3_stmt *st, int64_t *out, const char *what, struct vault_err *e)
+{
+	int rc = sqlite3_step(st), found = 0;
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		found = 1;
+	} else if (rc != SQLITE_DONE) {
+		found = vault_fail_sql(e, vault_db_handle(db), rc, what);
+	}
+	sqlite3_reset(st);
+	return found;
+}
+
 /* The id of name in table ("projects" or "agents"): id, 0 missing, -1 error. */
 static int64_t id_of(struct vault_db *db, const char *sql, const char *name, struct vault_err *e)
 {
@@ -507,30 +522,28 @@ int acl_assign(struct vault_db *db, const char *provider, const char *key, const
 int acl_grant_get(struct vault_db *db, int64_t agent_id, int64_t secret_id, int64_t *expires_ns,
 		  struct vault_err *e)
 {
-	sqlite3_stmt *st = vault_db_stmt(db, "SELECT expires_ns FROM grants WHERE agent_id = ? AND secret_id = ?", e);
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT coalesce(expires_ns, 0) FROM grants WHERE agent_id = ? AND secret_id = ?", e);
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, agent_id);
 	sqlite3_bind_int64(st, 2, secret_id);
-	int rc = sqlite3_step(st), found = 0;
-	if (rc == SQLITE_ROW) {
-		*expires_ns = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
-		found = 1;
-	} else if (rc != SQLITE_DONE) {
-		found = vault_fail_sql(e, vault_db_handle(db), rc, "reading a grant");
-	}
-	sqlite3_reset(st);
-	return found;
+	return step_one(db, st, expires_ns, "reading a grant", e);
+}
+
+/* The ids of agent and provider/key: 0, or -1 naming the one missing. */
+static int grant_ids(struct vault_db *db, const char *agent, const char *provider, const char *key,
+		     int64_t *aid, int64_t *sid, struct vault_err *e)
+{
+	if ((*aid = agent_id(db, agent, e)) < 0 || (*sid = secret_id(db, provider, key, e)) < 0)
+		return -1;
+	return 0;
 }
 
 int acl_grant_until(struct vault_db *db, const char *agent, const char *provider, const char *key,
 		    int64_t expires_ns, struct vault_err *e)
 {
-	int64_t aid = agent_id(db, agent, e);
-	if (aid < 0)
-		return -1;
-	int64_t sid = secret_id(db, provider, key, e);
-	if (sid < 0)
+	int64_t aid, sid;
+	if (grant_ids(db, agent, provider, key, &aid, &sid, e) < 0)
 		return -1;
 	if (expires_ns < 0)
 		return vault_fail(e, VAULT_EINVAL, "a grant's expiry must be a time after 1970");
@@ -560,11 +573,8 @@ int acl_grant(struct vault_db *db, const char *agent, const char *provider, cons
 {
 	if (grant)
 		return acl_grant_until(db, agent, provider, key, 0, e);
-	int64_t aid = agent_id(db, agent, e);
-	if (aid < 0)
-		return -1;
-	int64_t sid = secret_id(db, provider, key, e);
-	if (sid < 0)
+	int64_t aid, sid;
+	if (grant_ids(db, agent, provider, key, &aid, &sid, e) < 0)
 		return -1;
 	char sk[2 * VAULT_NAME_MAX + 2];
 	snprintf(sk, sizeof sk, "%s/%s", provider, key);
@@ -709,15 +719,7 @@ int acl_view_provider(struct vault_db *db, const struct acl_agent *agent, const 
 	sqlite3_bind_int64(st, 1, agent->id);
 	sqlite3_bind_int64(st, 9, vault_now_ns());
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st), found = 0;
-	if (rc == SQLITE_ROW) {
-		*provider_id = sqlite3_column_int64(st, 0);
-		found = 1;
-	} else if (rc != SQLITE_DONE) {
-		found = vault_fail_sql(e, vault_db_handle(db), rc, "looking up a provider");
-	}
-	sqlite3_reset(st);
-	return found;
+	return step_one(db, st, provider_id, "looking up a provider", e);
 }
 
 int acl_view_key(struct vault_db *db, const struct acl_agent *agent, int64_t provider_id,

@@ -23,6 +23,15 @@ static int secret_counts(struct ctl *c, int64_t sid, long long n[3], struct vaul
 	return rc == SQLITE_ROW ? 0 : vault_fail_sql(e, vault_db_handle(c->db), rc, "counting a secret's versions");
 }
 
+/* Split pk and open the change's transaction: 0, or the exit status. */
+static int begin_pk(struct ctl *c, const char *pk, char *provider, char *key)
+{
+	struct vault_err e = { 0 };
+	if (vault_path_split(pk, provider, key, &e) < 0)
+		return ctl_verr(&e);
+	return ctl_begin(c);
+}
+
 int ctl_secret_rm(struct ctl *c, int argc, char **argv)
 {
 	const char *pk = NULL;
@@ -41,9 +50,7 @@ int ctl_secret_rm(struct ctl *c, int argc, char **argv)
 		return ctl_usage("secret", "rm takes one P/K");
 	char provider[VAULT_NAME_MAX + 1], key[VAULT_NAME_MAX + 1];
 	struct vault_err e = { 0 };
-	if (vault_path_split(pk, provider, key, &e) < 0)
-		return ctl_verr(&e);
-	if (ctl_begin(c))
+	if (begin_pk(c, pk, provider, key))
 		return 1;
 	struct vault_secret s;
 	long long n[3] = { 0, 0, 0 };
@@ -81,9 +88,7 @@ int ctl_secret_rollback(struct ctl *c, int argc, char **argv)
 		return ctl_usage("secret", "rollback: VERSION '%s' is not a version number", argv[2]);
 	char provider[VAULT_NAME_MAX + 1], key[VAULT_NAME_MAX + 1];
 	struct vault_err e = { 0 };
-	if (vault_path_split(pk, provider, key, &e) < 0)
-		return ctl_verr(&e);
-	if (ctl_begin(c))
+	if (begin_pk(c, pk, provider, key))
 		return 1;
 	int64_t was = 0;
 	int rc = vault_secret_rollback(c->db, provider, key, v, &was, &e);

@@ -219,16 +219,28 @@ fail:
 	return -1;
 }
 
+/* Begin a transaction and find provider/key in it: 0 (transaction open), or
+ * -1 (rolled back; a missing secret is VAULT_ENOENT). */
+static int begin_find(struct vault_db *db, const char *provider, const char *key, struct vault_secret *s,
+		      struct vault_err *e)
+{
+	if (vault_db_begin(db, e) < 0)
+		return -1;
+	int found = vault_secret_find(db, provider, key, s, e);
+	if (found == 0)
+		vault_fail(e, VAULT_ENOENT, "secret '%s/%s' does not exist", provider, key);
+	if (found <= 0) {
+		vault_db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
 int vault_secret_rm(struct vault_db *db, const char *provider, const char *key, struct vault_err *e)
 {
 	struct vault_secret s;
-	if (vault_db_begin(db, e) < 0)
+	if (begin_find(db, provider, key, &s, e) < 0)
 		return -1;
-	int found = vault_secret_find(db, provider, key, &s, e);
-	if (found == 0)
-		vault_fail(e, VAULT_ENOENT, "secret '%s/%s' does not exist", provider, key);
-	if (found <= 0)
-		goto fail;
 	/* Dependent rows of other modules (grants, assignments) cascade. */
 	sqlite3_stmt *st = vault_db_stmt(db, "DELETE FROM secrets WHERE id = ?", e);
 	if (!st)
@@ -247,13 +259,8 @@ int vault_secret_rollback(struct vault_db *db, const char *provider, const char 
 			  int64_t version, int64_t *was, struct vault_err *e)
 {
 	struct vault_secret s;
-	if (vault_db_begin(db, e) < 0)
+	if (begin_find(db, provider, key, &s, e) < 0)
 		return -1;
-	int found = vault_secret_find(db, provider, key, &s, e);
-	if (found == 0)
-		vault_fail(e, VAULT_ENOENT, "secret '%s/%s' does not exist", provider, key);
-	if (found <= 0)
-		goto fail;
 	if (was)
 		*was = s.version;
 	if (version == s.version) {
