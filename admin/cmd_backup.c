@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -97,10 +98,12 @@ static int do_backup(struct ctl *c, const char *dir)
 	ctl_admin_row(&r, "backup", dir);
 	if (audit_append(c->adb, &r, 1, &e) < 0)
 		return ctl_verr(&e);
-	if (copy_db(vault_db_handle(c->db), dbp, 1, "vault") < 0)
-		return 1;
-	if (copy_db(vault_db_handle(c->adb), adp, 1, "audit store") < 0) {
+	if (copy_db(vault_db_handle(c->db), dbp, 1, "vault") < 0 ||
+	    copy_db(vault_db_handle(c->adb), adp, 1, "audit store") < 0) {
 		unlink(dbp);
+		r.result = "failed";
+		r.reason = "the copy did not complete";
+		audit_append(c->adb, &r, 1, &e);
 		return 1;
 	}
 	if (c->json)
@@ -124,6 +127,10 @@ static int do_restore(struct ctl *c, const char *dir, int yes)
 	if (join(dbp, dir, BACKUP_DB) < 0 || join(adp, dir, BACKUP_AUDIT) < 0)
 		return 1;
 	vault_config_audit_db(&c->cfg, live_audit);
+	char r1[PATH_MAX], r2[PATH_MAX];
+	if ((realpath(dbp, r1) && realpath(c->cfg.db, r2) && !strcmp(r1, r2)) ||
+	    (realpath(adp, r1) && realpath(live_audit, r2) && !strcmp(r1, r2)))
+		return ctl_fail("'%s' holds the live stores themselves, not a backup", dir);
 	struct vault_err e = { 0 };
 	/* Both must be ScopeHold stores before anything is overwritten. */
 	struct vault_db *bdb = acl_db_open(dbp, VAULT_DB_READONLY | VAULT_DB_NOMIGRATE, &e);
