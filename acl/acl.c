@@ -1,6 +1,7 @@
 /* acl.c - projects, agents, assignments and grants, and the access rule
- *   agent enabled ∧ grant(agent, secret) ∧ assignment(secret, agent.project)
- * evaluated in SQL on every call. Every change bumps the generation counter
+ *   agent enabled ∧ grant(agent, secret) unexpired ∧ assignment(secret, agent.project)
+ * evaluated in SQL on every call (the expiry against the clock of the call,
+ * so an expired grant stops at the next lookup with nothing running). Every change bumps the generation counter
  * that caches of the daemon key on. */
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@ static const char *const acl_steps[] = {
 	"ALTER TABLE agents ADD COLUMN require_secure INTEGER NOT NULL DEFAULT 0;"
 	/* bound to its launch cgroup (scopeholdctl run --agent) */
 	"ALTER TABLE agents ADD COLUMN launched INTEGER NOT NULL DEFAULT 0;",
+	/* 3: expiring grants; NULL never expires */
+	"ALTER TABLE grants ADD COLUMN expires_ns INTEGER;",
 };
 
 struct vault_db *acl_db_open(const char *path, unsigned flags, struct vault_err *e)
@@ -65,6 +68,21 @@ static int change(struct vault_db *db, sqlite3_stmt *st, const char *what, struc
 		return -1;
 	}
 	return 0;
+}
+
+/* Step st (bound) for one row: 1 and *out = its first column, 0 no row, -1
+ * error naming what. Resets st. */
+static int step_one(struct vault_db *db, sqlite3_stmt *st, int64_t *out, const char *what, struct vault_err *e)
+{
+	int rc = sqlite3_step(st), found = 0;
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		found = 1;
+	} else if (rc != SQLITE_DONE) {
+		found = vault_fail_sql(e, vault_db_handle(db), rc, what);
+	}
+	sqlite3_reset(st);
+	return found;
 }
 
 /* The id of name in table ("projects" or "agents"): id, 0 missing, -1 error. */
@@ -150,7 +168,8 @@ static int exe_bind(const char *path, struct acl_exe_id *id, char hex[65], struc
 	return 0;
 }
 
-int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_err *e)
+/* The checks of a binding's names, uid, cgroup and lsm (agent add and set). */
+static int binding_check(const struct acl_agent *a, struct vault_err *e)
 {
 	if (vault_name_check("agent", a->name, e) < 0 || vault_name_check("project", a->project, e) < 0)
 		return -1;
@@ -163,6 +182,13 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 		return vault_fail(e, VAULT_EINVAL, "LSM label is empty");
 	if (a->launched && !(a->labels & ACL_L_CGROUP))
 		return vault_fail(e, VAULT_EINVAL, "a launched agent is bound to its launch cgroup");
+	return 0;
+}
+
+int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_err *e)
+{
+	if (binding_check(a, e) < 0)
+		return -1;
 	struct acl_exe_id xid;
 	char hex[65] = "";
 	if ((a->labels & ACL_L_EXE) && exe_bind(a->exe, &xid, hex, e) < 0)
@@ -355,6 +381,137 @@ int acl_agent_enable(struct vault_db *db, const char *name, int enabled, struct 
 	return change(db, st, enabled ? "enabling an agent" : "disabling an agent", e);
 }
 
+int acl_agent_set(struct vault_db *db, const char *name, const struct acl_agent *a, unsigned what,
+		  struct acl_agent *before, struct vault_err *e)
+{
+	struct acl_agent old, n;
+	if (vault_name_check("agent", name, e) < 0)
+		return -1;
+	int found = acl_agent_get(db, name, &old, e);
+	if (found == 0)
+		return vault_fail(e, VAULT_ENOENT, "agent '%s' does not exist", name);
+	if (found < 0)
+		return -1;
+	n = old;
+	if (what & ACL_SET_PROJECT)
+		snprintf(n.project, sizeof n.project, "%s", a->project);
+	if (what & ACL_SET_UID)
+		n.uid = a->uid;
+	n.labels = (old.labels & ~what) | (a->labels & what & (ACL_L_CGROUP | ACL_L_EXE | ACL_L_LSM));
+	if (what & ACL_L_CGROUP)
+		snprintf(n.cgroup, sizeof n.cgroup, "%s", a->cgroup);
+	if (what & ACL_L_LSM)
+		snprintf(n.lsm, sizeof n.lsm, "%s", a->lsm);
+	if (what & ACL_L_EXE)
+		snprintf(n.exe, sizeof n.exe, "%s", a->exe);
+	if (binding_check(&n, e) < 0)
+		return -1;
+	struct acl_exe_id xid;
+	char hex[65] = "";
+	if ((what & ACL_L_EXE) && (n.labels & ACL_L_EXE) && exe_bind(n.exe, &xid, hex, e) < 0)
+		return -1;
+	int64_t pid = acl_project_id(db, n.project, e);
+	if (pid == 0)
+		return vault_fail(e, VAULT_ENOENT, "project '%s' does not exist; run: scopeholdctl project add %s",
+				  n.project, n.project);
+	if (pid < 0 || vault_db_begin(db, e) < 0)
+		return -1;
+	sqlite3_stmt *st = vault_db_stmt(db, "UPDATE agents SET project_id = ?, uid = ?, cgroup = ?, lsm = ?"
+					     " WHERE id = ?", e);
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, n.uid);
+	if (n.labels & ACL_L_CGROUP)
+		sqlite3_bind_text(st, 3, n.cgroup, -1, SQLITE_STATIC);
+	if (n.labels & ACL_L_LSM)
+		sqlite3_bind_text(st, 4, n.lsm, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, old.id);
+	if (vault_db_step_done(db, st, "changing an agent", e) < 0)
+		goto fail;
+	if (what & ACL_L_EXE) { /* rebound (or unbound) only when asked */
+		st = vault_db_stmt(db, "UPDATE agents SET exe = ?, exe_dev = ?, exe_ino = ?, exe_uid = ?,"
+				       " exe_mode = ?, exe_size = ?, exe_ctime_ns = ?, exe_btime_ns = ?, exe_hash = ?"
+				       " WHERE id = ?", e);
+		if (!st)
+			goto fail;
+		if (n.labels & ACL_L_EXE) {
+			sqlite3_bind_text(st, 1, n.exe, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, (int64_t)xid.dev);
+			sqlite3_bind_int64(st, 3, (int64_t)xid.ino);
+			sqlite3_bind_int64(st, 4, (int64_t)xid.uid);
+			sqlite3_bind_int64(st, 5, (int64_t)xid.mode);
+			sqlite3_bind_int64(st, 6, (int64_t)xid.size);
+			sqlite3_bind_int64(st, 7, xid.ctime_ns);
+			sqlite3_bind_int64(st, 8, xid.btime_ns);
+			sqlite3_bind_text(st, 9, hex, -1, SQLITE_STATIC);
+		}
+		sqlite3_bind_int64(st, 10, old.id);
+		if (vault_db_step_done(db, st, "changing an agent's executable", e) < 0)
+			goto fail;
+	}
+	if (vault_generation_bump(db, e) < 0 || vault_db_commit(db, e) < 0)
+		goto fail;
+	if (before)
+		*before = old;
+	return 0;
+fail:
+	vault_db_rollback(db);
+	return -1;
+}
+
+/* Whether cgroup globs x and y can match one path, as far as can be told:
+ * equal, one matching the other, or two globs whose literal beginnings
+ * agree. */
+static int cgroups_may_meet(const char *x, const char *y)
+{
+	if (!strcmp(x, y) || acl_cgroup_match(x, y) || acl_cgroup_match(y, x))
+		return 1;
+	size_t px = strcspn(x, "*?["), py = strcspn(y, "*?[");
+	if (!x[px] || !y[py]) /* a plain path meets only a glob that matches it */
+		return 0;
+	return !strncmp(x, y, px < py ? px : py);
+}
+
+int acl_binding_overlap(const struct acl_agent *a, const struct acl_agent *b)
+{
+	if (a->uid != b->uid || __builtin_popcount(a->labels) != __builtin_popcount(b->labels))
+		return 0;
+	unsigned both = a->labels & b->labels;
+	if ((both & ACL_L_EXE) && (a->exe_dev != b->exe_dev || a->exe_ino != b->exe_ino))
+		return 0;
+	if ((both & ACL_L_LSM) && strcmp(a->lsm, b->lsm))
+		return 0;
+	if ((both & ACL_L_CGROUP) && !cgroups_may_meet(a->cgroup, b->cgroup))
+		return 0;
+	return 1; /* labels of different kinds can all hold for one caller */
+}
+
+struct overlap_ctx {
+	const struct acl_agent *a;
+	struct acl_agent *other;
+	int found;
+};
+
+static int overlap_one(void *arg, const struct acl_agent *b)
+{
+	struct overlap_ctx *o = arg;
+	if (b->id == o->a->id || !acl_binding_overlap(o->a, b))
+		return 0;
+	*o->other = *b;
+	o->found = 1;
+	return 1;
+}
+
+int acl_agent_overlap(struct vault_db *db, const struct acl_agent *a, struct acl_agent *other,
+		      struct vault_err *e)
+{
+	struct overlap_ctx o = { a, other, 0 };
+	if (acl_agent_each_uid(db, a->uid, overlap_one, &o, e) < 0)
+		return -1;
+	return o.found;
+}
+
 /* The id of provider/key, -1 (with e) when it does not exist. */
 static int64_t secret_id(struct vault_db *db, const char *provider, const char *key, struct vault_err *e)
 {
@@ -365,11 +522,12 @@ static int64_t secret_id(struct vault_db *db, const char *provider, const char *
 	return found < 0 ? -1 : s.id;
 }
 
-/* Insert (on) or delete (off) the pair (a, b) with sql_on/sql_off; missing
- * pairs on delete and present pairs on insert are errors naming them. */
+/* Insert (on) or delete (off) the pair (a, b) with sql_on/sql_off: 0 when
+ * it changed; 1 when the pair was already there (on) or not there (off),
+ * with e naming both ("agent 'x' has no grant of 'p/k'"). */
 static int toggle(struct vault_db *db, int on, const char *sql_on, const char *sql_off,
-		  int64_t a, int64_t b, const char *what, const char *name1, const char *name2,
-		  struct vault_err *e)
+		  int64_t a, int64_t b, const char *kind1, const char *name1, const char *what,
+		  const char *name2, struct vault_err *e)
 {
 	sqlite3_stmt *st = vault_db_stmt(db, on ? sql_on : sql_off, e);
 	if (!st)
@@ -381,10 +539,13 @@ static int toggle(struct vault_db *db, int on, const char *sql_on, const char *s
 	if (vault_db_begin(db, e) < 0)
 		return -1;
 	int rc = vault_db_step_done(db, st, what, e);
-	int n = sqlite3_changes(vault_db_handle(db));
-	if (rc == 0 && n == 0)
-		rc = vault_fail(e, on ? VAULT_EEXIST : VAULT_ENOENT, "%s '%s' %s '%s'", name1,
-				on ? "already has" : "has no", what, name2);
+	if (rc == 0 && sqlite3_changes(vault_db_handle(db)) == 0) {
+		vault_fail(e, on ? VAULT_EEXIST : VAULT_ENOENT, "%s '%s' %s %s%s '%s'", kind1, name1,
+			   on ? "already has" : "has no", !on ? "" : strchr("aeiou", what[0]) ? "an " : "a ",
+			   what, name2);
+		vault_db_rollback(db);
+		return 1;
+	}
 	if (rc < 0 || vault_generation_bump(db, e) < 0 || vault_db_commit(db, e) < 0) {
 		vault_db_rollback(db);
 		return -1;
@@ -407,27 +568,74 @@ int acl_assign(struct vault_db *db, const char *provider, const char *key, const
 		return -1;
 	char sk[2 * VAULT_NAME_MAX + 2];
 	snprintf(sk, sizeof sk, "%s/%s", provider, key);
-	return toggle(db, assign,
-		      "INSERT OR IGNORE INTO assignments(secret_id, project_id, created_ns) VALUES (?, ?, ?)",
-		      "DELETE FROM assignments WHERE secret_id = ? AND project_id = ?",
-		      sid, pid, "assignment to project", sk, project, e);
+	int rc = toggle(db, assign,
+			"INSERT OR IGNORE INTO assignments(secret_id, project_id, created_ns) VALUES (?, ?, ?)",
+			"DELETE FROM assignments WHERE secret_id = ? AND project_id = ?",
+			sid, pid, "secret", sk, "assignment to project", project, e);
+	return rc == 1 ? -1 : rc;
+}
+
+int acl_grant_get(struct vault_db *db, int64_t agent_id, int64_t secret_id, int64_t *expires_ns,
+		  struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT coalesce(expires_ns, 0) FROM grants WHERE agent_id = ? AND secret_id = ?", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, agent_id);
+	sqlite3_bind_int64(st, 2, secret_id);
+	return step_one(db, st, expires_ns, "reading a grant", e);
+}
+
+/* The ids of agent and provider/key: 0, or -1 naming the one missing. */
+static int grant_ids(struct vault_db *db, const char *agent, const char *provider, const char *key,
+		     int64_t *aid, int64_t *sid, struct vault_err *e)
+{
+	if ((*aid = agent_id(db, agent, e)) < 0 || (*sid = secret_id(db, provider, key, e)) < 0)
+		return -1;
+	return 0;
+}
+
+int acl_grant_until(struct vault_db *db, const char *agent, const char *provider, const char *key,
+		    int64_t expires_ns, struct vault_err *e)
+{
+	int64_t aid, sid;
+	if (grant_ids(db, agent, provider, key, &aid, &sid, e) < 0)
+		return -1;
+	if (expires_ns < 0)
+		return vault_fail(e, VAULT_EINVAL, "a grant's expiry must be a time after 1970");
+	int64_t old;
+	int found = acl_grant_get(db, aid, sid, &old, e);
+	if (found < 0)
+		return -1;
+	if (found && old == expires_ns)
+		return vault_fail(e, VAULT_EEXIST, "agent '%s' already has a grant of '%s/%s'", agent, provider,
+				  key), 1;
+	sqlite3_stmt *st = vault_db_stmt(db, found ? "UPDATE grants SET expires_ns = ?3 WHERE agent_id = ?1 AND secret_id = ?2"
+						   : "INSERT INTO grants(agent_id, secret_id, expires_ns, created_ns)"
+						     " VALUES (?1, ?2, ?3, ?4)", e);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, aid);
+	sqlite3_bind_int64(st, 2, sid);
+	if (expires_ns)
+		sqlite3_bind_int64(st, 3, expires_ns);
+	if (!found)
+		sqlite3_bind_int64(st, 4, vault_now_ns());
+	return change(db, st, found ? "changing a grant's expiry" : "adding a grant", e);
 }
 
 int acl_grant(struct vault_db *db, const char *agent, const char *provider, const char *key,
 	      int grant, struct vault_err *e)
 {
-	int64_t aid = agent_id(db, agent, e);
-	if (aid < 0)
-		return -1;
-	int64_t sid = secret_id(db, provider, key, e);
-	if (sid < 0)
+	if (grant)
+		return acl_grant_until(db, agent, provider, key, 0, e);
+	int64_t aid, sid;
+	if (grant_ids(db, agent, provider, key, &aid, &sid, e) < 0)
 		return -1;
 	char sk[2 * VAULT_NAME_MAX + 2];
 	snprintf(sk, sizeof sk, "%s/%s", provider, key);
-	return toggle(db, grant,
-		      "INSERT OR IGNORE INTO grants(agent_id, secret_id, created_ns) VALUES (?, ?, ?)",
-		      "DELETE FROM grants WHERE agent_id = ? AND secret_id = ?",
-		      aid, sid, "grant of", agent, sk, e);
+	return toggle(db, 0, NULL, "DELETE FROM grants WHERE agent_id = ? AND secret_id = ?",
+		      aid, sid, "agent", agent, "grant of", sk, e);
 }
 
 const char *acl_decision_str(enum acl_decision d)
@@ -438,10 +646,15 @@ const char *acl_decision_str(enum acl_decision d)
 	case ACL_NO_GRANT: return "no grant";
 	case ACL_NOT_ASSIGNED: return "granted, but the secret is not assigned to the agent's project";
 	case ACL_DISABLED: return "agent is disabled";
+	case ACL_EXPIRED: return "the grant has expired";
 	case ACL_DB_ERROR: return "database error";
 	}
 	return "?";
 }
+
+/* A grant (alias g, or the grants table itself) that has not expired at ?9
+ * (now, in ns): part of the access rule, evaluated at each request. */
+#define UNEXPIRED " AND (expires_ns IS NULL OR expires_ns > ?9)"
 
 enum acl_decision acl_check(struct vault_db *db, const struct acl_agent *agent,
 			    const char *provider, const char *key,
@@ -456,17 +669,21 @@ enum acl_decision acl_check(struct vault_db *db, const struct acl_agent *agent,
 	sqlite3_stmt *st = vault_db_stmt(db,
 		"SELECT a.enabled,"
 		" EXISTS (SELECT 1 FROM grants WHERE agent_id = a.id AND secret_id = ?2),"
-		" EXISTS (SELECT 1 FROM assignments WHERE project_id = a.project_id AND secret_id = ?2)"
+		" EXISTS (SELECT 1 FROM assignments WHERE project_id = a.project_id AND secret_id = ?2),"
+		" EXISTS (SELECT 1 FROM grants WHERE agent_id = a.id AND secret_id = ?2" UNEXPIRED ")"
 		" FROM agents a WHERE a.id = ?1", e);
 	if (!st)
 		return ACL_DB_ERROR;
 	sqlite3_bind_int64(st, 1, agent->id);
 	sqlite3_bind_int64(st, 2, s->id);
+	sqlite3_bind_int64(st, 9, vault_now_ns());
 	int rc = sqlite3_step(st);
 	enum acl_decision d;
 	if (rc == SQLITE_ROW) {
 		if (!sqlite3_column_int(st, 1))
 			d = ACL_NO_GRANT;
+		else if (!sqlite3_column_int(st, 3))
+			d = ACL_EXPIRED;
 		else if (!sqlite3_column_int(st, 2))
 			d = ACL_NOT_ASSIGNED;
 		else if (!sqlite3_column_int(st, 0))
@@ -483,9 +700,10 @@ enum acl_decision acl_check(struct vault_db *db, const struct acl_agent *agent,
 	return d;
 }
 
-/* The effective grants of an agent: the access rule as a join. ?1 agent id. */
+/* The effective grants of an agent: the access rule as a join. ?1 agent id,
+ * ?9 now (ns): bound by every statement that uses it. */
 #define EFFECTIVE \
-	" FROM agents a JOIN grants g ON g.agent_id = a.id" \
+	" FROM agents a JOIN grants g ON g.agent_id = a.id AND (g.expires_ns IS NULL OR g.expires_ns > ?9)" \
 	" JOIN assignments x ON x.secret_id = g.secret_id AND x.project_id = a.project_id" \
 	" JOIN secrets s ON s.id = g.secret_id" \
 	" WHERE a.id = ?1 AND a.enabled = 1"
@@ -499,6 +717,7 @@ int acl_view_providers(struct vault_db *db, const struct acl_agent *agent,
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 9, vault_now_ns());
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		if (fn(arg, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1)))
@@ -531,6 +750,7 @@ int acl_view_keys(struct vault_db *db, const struct acl_agent *agent, int64_t pr
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 9, vault_now_ns());
 	sqlite3_bind_int64(st, 2, provider_id);
 	struct vault_secret s;
 	int rc;
@@ -553,16 +773,9 @@ int acl_view_provider(struct vault_db *db, const struct acl_agent *agent, const 
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 9, vault_now_ns());
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st), found = 0;
-	if (rc == SQLITE_ROW) {
-		*provider_id = sqlite3_column_int64(st, 0);
-		found = 1;
-	} else if (rc != SQLITE_DONE) {
-		found = vault_fail_sql(e, vault_db_handle(db), rc, "looking up a provider");
-	}
-	sqlite3_reset(st);
-	return found;
+	return step_one(db, st, provider_id, "looking up a provider", e);
 }
 
 int acl_view_key(struct vault_db *db, const struct acl_agent *agent, int64_t provider_id,
@@ -571,12 +784,14 @@ int acl_view_key(struct vault_db *db, const struct acl_agent *agent, int64_t pro
 	/* the rule of EFFECTIVE, correlated with this secret s */
 	sqlite3_stmt *st = vault_db_stmt(db, "SELECT " SECRET_COLS ", EXISTS (SELECT 1 FROM agents a"
 					     " JOIN grants g ON g.agent_id = a.id AND g.secret_id = s.id"
+					     " AND (g.expires_ns IS NULL OR g.expires_ns > ?9)"
 					     " JOIN assignments x ON x.secret_id = s.id AND x.project_id = a.project_id"
 					     " WHERE a.id = ?1 AND a.enabled = 1)"
 					     " FROM secrets s WHERE s.provider_id = ?2 AND s.key = ?3", e);
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 9, vault_now_ns());
 	sqlite3_bind_int64(st, 2, provider_id);
 	sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st), found = 2;
@@ -597,6 +812,7 @@ int acl_view_secret(struct vault_db *db, const struct acl_agent *agent, int64_t 
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, agent->id);
+	sqlite3_bind_int64(st, 9, vault_now_ns());
 	sqlite3_bind_int64(st, 2, sid);
 	int rc = sqlite3_step(st), found = 0;
 	if (rc == SQLITE_ROW) {

@@ -1,6 +1,6 @@
 /* acl.h - projects, agents and their bindings, assignments, grants, and the
  * access rule:
- *   agent resolved ∧ agent enabled ∧ grant(agent, secret) ∧ assignment(secret, agent.project)
+ *   agent resolved ∧ agent enabled ∧ grant(agent, secret) not expired ∧ assignment(secret, agent.project)
  * checked against the database on every call (no cache across a change).
  * Never prints. */
 #ifndef SCOPEHOLD_ACL_H
@@ -46,6 +46,28 @@ struct acl_agent {
  * caller. */
 int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_err *e);
 int acl_agent_rm(struct vault_db *db, const char *name, struct vault_err *e);
+
+/* What acl_agent_set changes: ACL_SET_PROJECT, ACL_SET_UID, and each of
+ * ACL_L_CGROUP / ACL_L_EXE / ACL_L_LSM, which sets that label to a's when a
+ * has it (a->labels) and removes it when not. */
+enum { ACL_SET_PROJECT = 1 << 12, ACL_SET_UID = 1 << 13 };
+
+/* Change agent name's binding or project in place (grants, enabled state
+ * and id kept), validated like acl_agent_add; an exe is stat()ed and
+ * recorded only when ACL_L_EXE is in what. *before (may be NULL) gets the
+ * agent as it was. */
+int acl_agent_set(struct vault_db *db, const char *name, const struct acl_agent *a, unsigned what,
+		  struct acl_agent *before, struct vault_err *e);
+
+/* 1 when a caller could match both bindings equally (same uid, same number
+ * of labels, and each label they share can match one caller as far as can
+ * be told: same exe file, same lsm label, cgroup globs that can meet), so
+ * that every such caller would be denied as ambiguous. Pure. */
+int acl_binding_overlap(const struct acl_agent *a, const struct acl_agent *b);
+/* The first other agent (id != a->id) whose binding overlaps a's: 1 and
+ * *other filled, 0 none, -1 error. */
+int acl_agent_overlap(struct vault_db *db, const struct acl_agent *a, struct acl_agent *other,
+		      struct vault_err *e);
 int acl_agent_enable(struct vault_db *db, const char *name, int enabled, struct vault_err *e);
 /* 1 found, 0 missing, -1 error */
 int acl_agent_get(struct vault_db *db, const char *name, struct acl_agent *out, struct vault_err *e);
@@ -59,8 +81,19 @@ int acl_agent_each_uid(struct vault_db *db, uid_t uid, int (*fn)(void *, const s
 
 int acl_assign(struct vault_db *db, const char *provider, const char *key, const char *project,
 	       int assign, struct vault_err *e);
+/* Grant (grant != 0, never expiring) or revoke. 0 changed; 1 nothing to do
+ * (already granted / no grant), with e saying so; -1 error. */
 int acl_grant(struct vault_db *db, const char *agent, const char *provider, const char *key,
 	      int grant, struct vault_err *e);
+/* Grant until expires_ns (ns since the epoch; 0 never). An existing grant
+ * gets the new expiry. 0 changed, 1 already granted with that expiry (e
+ * says so), -1 error. */
+int acl_grant_until(struct vault_db *db, const char *agent, const char *provider, const char *key,
+		    int64_t expires_ns, struct vault_err *e);
+/* 1 when agent_id has a grant of secret_id, expired or not (*expires_ns: 0
+ * never), 0 none, -1 error. */
+int acl_grant_get(struct vault_db *db, int64_t agent_id, int64_t secret_id, int64_t *expires_ns,
+		  struct vault_err *e);
 
 /* How much a's labels are worth here, given Yama's ptrace_scope
  * (acl_ptrace_scope): "uid only", "strong", or "weak: ..." with each reason
@@ -118,6 +151,7 @@ enum acl_decision {
 	ACL_NO_GRANT,
 	ACL_NOT_ASSIGNED,   /* granted, but not assigned to the agent's project */
 	ACL_DISABLED,       /* the agent is disabled */
+	ACL_EXPIRED,        /* the grant has expired (acl_grant_get says when) */
 	ACL_DB_ERROR,
 };
 

@@ -162,8 +162,16 @@ static void json_row(int64_t id, const struct audit_row *r, const uint8_t *prev,
 	ctl_json_str(stdout, r->lsm);
 	fputs(",\"path\":", stdout);
 	ctl_json_str(stdout, r->path);
-	printf(",\"secret_id\":%" PRId64 ",\"version\":%" PRId64 ",\"count\":%" PRId64,
-	       r->secret_id, r->version, r->count);
+	/* 0 means "none" in the row: null, not a number that does not apply */
+	if (r->secret_id)
+		printf(",\"secret_id\":%" PRId64, r->secret_id);
+	else
+		fputs(",\"secret_id\":null", stdout);
+	if (r->version)
+		printf(",\"version\":%" PRId64, r->version);
+	else
+		fputs(",\"version\":null", stdout);
+	printf(",\"count\":%" PRId64, r->count);
 	if (prev && hash) {
 		char hx[2 * AUDIT_HASH_BYTES + 1];
 		for (int i = 0; i < AUDIT_HASH_BYTES; i++)

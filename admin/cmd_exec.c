@@ -122,22 +122,13 @@ static int parse(const char *verb, int argc, char **argv, struct envspec *sp, in
 {
 	int i;
 	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
-		const char *v;
+		const char *v = NULL; /* --env repeats: a fresh NULL each time */
 		int r, file = 0;
-		if ((r = ctl_opt(verb, argc, argv, &i, "--mount", &v))) {
+		if ((r = ctl_opt(verb, argc, argv, &i, "--mount", &sp->mount)) ||
+		    (launch && (r = ctl_opt(verb, argc, argv, &i, "--agent", &sp->agent))) ||
+		    (launch && (r = ctl_opt(verb, argc, argv, &i, "--socket", &sp->socket)))) {
 			if (r < 0)
 				return 2;
-			sp->mount = v;
-		} else if (launch && (r = ctl_opt(verb, argc, argv, &i, "--agent", &v))) {
-			if (r < 0)
-				return 2;
-			if (sp->agent)
-				return ctl_usage(verb, "--agent given twice");
-			sp->agent = v;
-		} else if (launch && (r = ctl_opt(verb, argc, argv, &i, "--socket", &v))) {
-			if (r < 0)
-				return 2;
-			sp->socket = v;
 		} else if ((r = ctl_opt(verb, argc, argv, &i, "--env", &v)) ||
 			   (file = 1, r = ctl_opt(verb, argc, argv, &i, "--env-file", &v))) {
 			if (r < 0)

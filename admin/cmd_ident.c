@@ -11,8 +11,10 @@
 static const char explain_usage[] =
 	"usage: scopeholdctl explain AGENT P/K [--json]\n\n"
 	"Say whether AGENT can read P/K through the mount, and which rule decides:\n"
-	"no grant; granted but not assigned to the agent's project; agent disabled;\n"
-	"secret removed (or never existed); allowed.\n";
+	"no grant; grant expired; granted but not assigned to the agent's project;\n"
+	"agent disabled; secret removed (or never existed); allowed. It also warns when\n"
+	"another agent's binding is as specific as AGENT's (callers matching both are\n"
+	"denied as ambiguous). Exit 0 on ALLOWED, 1 on DENIED.\n";
 
 int ctl_explain(struct ctl *c, int argc, char **argv)
 {
@@ -40,10 +42,25 @@ int ctl_explain(struct ctl *c, int argc, char **argv)
 		[ACL_NO_GRANT] = "no-grant",
 		[ACL_NOT_ASSIGNED] = "not-assigned",
 		[ACL_DISABLED] = "agent-disabled",
+		[ACL_EXPIRED] = "grant-expired",
 		[ACL_DB_ERROR] = "error",
 	};
-	const char *why = d == ACL_NO_SECRET ? "the secret does not exist (removed, or never added)"
-					     : acl_decision_str(d);
+	char why[128], when[40] = "";
+	int64_t exp = 0;
+	if (d != ACL_NO_SECRET && acl_grant_get(c->db, a.id, s.id, &exp, &e) == 1 && exp)
+		ctl_format_time(exp, when, sizeof when);
+	if (d == ACL_NO_SECRET)
+		snprintf(why, sizeof why, "the secret does not exist (removed, or never added)");
+	else if (d == ACL_EXPIRED)
+		snprintf(why, sizeof why, "grant expired at %s", when);
+	else
+		snprintf(why, sizeof why, "%s", acl_decision_str(d));
+	struct acl_agent other;
+	int amb = acl_agent_overlap(c->db, &a, &other, &e) == 1;
+	char warn[300] = "";
+	if (amb)
+		snprintf(warn, sizeof warn, "agent '%s' is bound as specifically on uid %u: callers matching both "
+			 "are denied as ambiguous", other.name, (unsigned)a.uid);
 	char strength[160];
 	acl_binding_strength(&a, acl_ptrace_scope(c->cfg.proc_root), strength, sizeof strength);
 	if (c->json) {
@@ -57,6 +74,12 @@ int ctl_explain(struct ctl *c, int argc, char **argv)
 		ctl_json_str(stdout, why);
 		if (d != ACL_NO_SECRET)
 			printf(",\"version\":%lld,\"bytes\":%lld", (long long)s.version, (long long)s.len);
+		else
+			printf(",\"version\":null,\"bytes\":null");
+		printf(",\"expires\":");
+		ctl_json_str(stdout, when[0] ? when : NULL);
+		printf(",\"ambiguous_with\":");
+		ctl_json_str(stdout, amb ? other.name : NULL);
 		printf(",\"binding_strength\":");
 		ctl_json_str(stdout, strength);
 		puts("}");
@@ -64,11 +87,13 @@ int ctl_explain(struct ctl *c, int argc, char **argv)
 		printf("%s: agent %s (project %s) %s read %s: %s\n", d == ACL_ALLOW ? "ALLOWED" : "DENIED",
 		       a.name, a.project, d == ACL_ALLOW ? "can" : "cannot", argv[2], why);
 		if (d == ACL_ALLOW)
-			printf("  rule: agent enabled, direct grant, secret assigned to project %s; reads version %lld\n",
-			       a.project, (long long)s.version);
+			printf("  rule: agent enabled, direct grant%s%s, secret assigned to project %s; reads version %lld\n",
+			       when[0] ? " until " : "", when, a.project, (long long)s.version);
+		if (amb)
+			printf("  warning: %s\n", warn);
 		printf("  binding: %s\n", strength);
 	}
-	return 0;
+	return d == ACL_ALLOW ? 0 : 1;
 }
 
 static const char whoami_usage[] =

@@ -77,6 +77,11 @@ int ctl_init(struct ctl *c, int argc, char **argv)
 	if (audit_append(c->adb, &r, 1, &e) < 0)
 		return ctl_verr(&e);
 	char apath[PATH_MAX];
+	if (c->json) {
+		ctl_json_ok("init", c->cfg.db, "\"audit_db\":\"%s\",\"key_file\":\"%s\"",
+			    vault_config_audit_db(&c->cfg, apath), key);
+		return 0;
+	}
 	printf("created database %s\ncreated audit store %s\ncreated master key %s (keep it apart from backups of the database)\n",
 	       c->cfg.db, vault_config_audit_db(&c->cfg, apath), key);
 	return 0;
@@ -131,7 +136,9 @@ int ctl_provider(struct ctl *c, int argc, char **argv)
 		return 1;
 	int rc = add ? vault_provider_add(c->db, argv[2], &e) : vault_provider_rm(c->db, argv[2], &e);
 	rc = ctl_end(c, rc, &e, add ? "provider.add" : "provider.rm", argv[2]);
-	if (!rc && !c->json)
+	if (!rc && c->json)
+		ctl_json_ok(add ? "provider.add" : "provider.rm", argv[2], NULL);
+	else if (!rc)
 		printf("%s provider %s\n", add ? "added" : "removed", argv[2]);
 	return rc;
 }
@@ -140,7 +147,8 @@ static const char secret_usage[] =
 	"usage: scopeholdctl secret put P/K [--from-file FILE] [--trim-newline]\n"
 	"       scopeholdctl secret list [--provider P] [--json]\n"
 	"       scopeholdctl secret versions P/K [--json]\n"
-	"       scopeholdctl secret rm P/K\n"
+	"       scopeholdctl secret rollback P/K VERSION\n"
+	"       scopeholdctl secret rm P/K [--yes]\n"
 	"       scopeholdctl secret assign P/K PROJECT\n"
 	"       scopeholdctl secret unassign P/K PROJECT\n"
 	"       scopeholdctl secret import --from-dir DIR [--assign PROJECT] [--create-providers]\n\n"
@@ -148,6 +156,13 @@ static const char secret_usage[] =
 	"byte for byte (--trim-newline drops one trailing newline). Values are 1 byte\n"
 	"to 1 MiB and never given on the command line. The provider must exist.\n"
 	"Open files keep the version they opened; the next open reads the new one.\n"
+	"Each put keeps the newest [vault] keep_versions versions (default 5) and\n"
+	"destroys older ones in the same transaction (their bytes overwritten).\n"
+	"versions lists the kept ones (time, admin uid, length, which is current).\n"
+	"rollback makes a kept VERSION current again (a pointer: no new version is\n"
+	"written; the next put is numbered above the highest).\n"
+	"rm destroys every version, grant and assignment of the secret; it asks for\n"
+	"--yes when there is more than one version, a grant or an assignment.\n"
 	"assign makes a secret relevant to a project; an agent of that project still\n"
 	"needs a grant to read it.\n"
 	"import stores every DIR/PROVIDER/KEY file as a new version of PROVIDER/KEY in\n"
@@ -256,7 +271,8 @@ static int secret_put(struct ctl *c, int argc, char **argv)
 	if (!rc && !c->json)
 		printf("stored %s/%s version %lld (%zd bytes)\n", provider, key, (long long)version, len);
 	else if (!rc)
-		printf("{\"secret\":\"%s/%s\",\"version\":%lld,\"bytes\":%zd}\n", provider, key, (long long)version, len);
+		printf("{\"ok\":true,\"action\":\"secret.put\",\"secret\":\"%s/%s\",\"version\":%lld,\"bytes\":%zd}\n",
+		       provider, key, (long long)version, len);
 	return rc;
 }
 
@@ -323,7 +339,7 @@ static int secret_versions(struct ctl *c, const char *pk)
 	int found = vault_secret_find(c->db, provider, key, &s, &e);
 	if (found <= 0)
 		return found < 0 ? ctl_verr(&e) : ctl_fail("secret '%s' does not exist", pk);
-	sqlite3_stmt *st = vault_db_stmt(c->db, "SELECT version, len, created_ns FROM secret_versions"
+	sqlite3_stmt *st = vault_db_stmt(c->db, "SELECT version, len, created_ns, created_uid FROM secret_versions"
 					       " WHERE secret_id = ? ORDER BY version", &e);
 	if (!st)
 		return ctl_verr(&e);
@@ -331,19 +347,22 @@ static int secret_versions(struct ctl *c, const char *pk)
 	if (c->json)
 		fputs("[", stdout);
 	else
-		printf("%7s %8s  %-24s\n", "VERSION", "BYTES", "CREATED");
+		printf("%7s %8s  %-24s %7s\n", "VERSION", "BYTES", "CREATED", "UID");
 	int rc, first = 1;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		char when[40];
 		int64_t v = sqlite3_column_int64(st, 0);
 		ctl_format_time(sqlite3_column_int64(st, 2), when, sizeof when);
+		char uid[24] = "null";
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL) /* versions stored before it was recorded: null */
+			snprintf(uid, sizeof uid, "%lld", (long long)sqlite3_column_int64(st, 3));
 		if (c->json)
-			printf("%s{\"version\":%lld,\"bytes\":%lld,\"created\":\"%s\",\"current\":%s}", first ? "" : ",",
-			       (long long)v, (long long)sqlite3_column_int64(st, 1), when,
+			printf("%s{\"version\":%lld,\"bytes\":%lld,\"created\":\"%s\",\"uid\":%s,\"current\":%s}",
+			       first ? "" : ",", (long long)v, (long long)sqlite3_column_int64(st, 1), when, uid,
 			       v == s.version ? "true" : "false");
 		else
-			printf("%7lld %8lld  %-24s%s\n", (long long)v, (long long)sqlite3_column_int64(st, 1), when,
-			       v == s.version ? " current" : "");
+			printf("%7lld %8lld  %-24s %7s%s\n", (long long)v, (long long)sqlite3_column_int64(st, 1), when,
+			       strcmp(uid, "null") ? uid : "-", v == s.version ? " current" : "");
 		first = 0;
 	}
 	sqlite3_reset(st);
@@ -560,7 +579,7 @@ int ctl_secret(struct ctl *c, int argc, char **argv)
 	if (ctl_wants_help(argc, argv))
 		return ctl_help(secret_usage);
 	if (argc < 2)
-		return ctl_usage("secret", "expected put, list, versions, rm, assign or unassign");
+		return ctl_usage("secret", "expected put, list, versions, rollback, rm, assign or unassign");
 	const char *v = argv[1];
 	if (!strcmp(v, "put"))
 		return secret_put(c, argc - 1, argv + 1);
@@ -573,20 +592,12 @@ int ctl_secret(struct ctl *c, int argc, char **argv)
 			return ctl_usage("secret", "versions takes one P/K");
 		return secret_versions(c, argv[2]);
 	}
+	if (!strcmp(v, "rm"))
+		return ctl_secret_rm(c, argc - 1, argv + 1);
+	if (!strcmp(v, "rollback"))
+		return ctl_secret_rollback(c, argc - 1, argv + 1);
 	char provider[VAULT_NAME_MAX + 1], key[VAULT_NAME_MAX + 1];
 	struct vault_err e = { 0 };
-	if (!strcmp(v, "rm")) {
-		if (argc != 3)
-			return ctl_usage("secret", "rm takes one P/K");
-		if (vault_path_split(argv[2], provider, key, &e) < 0)
-			return ctl_verr(&e);
-		if (ctl_begin(c))
-			return 1;
-		int rc = ctl_end(c, vault_secret_rm(c->db, provider, key, &e), &e, "secret.rm", argv[2]);
-		if (!rc && !c->json)
-			printf("removed %s and all its versions\n", argv[2]);
-		return rc;
-	}
 	if (!strcmp(v, "assign") || !strcmp(v, "unassign")) {
 		int on = !strcmp(v, "assign");
 		if (argc != 4)
@@ -599,7 +610,9 @@ int ctl_secret(struct ctl *c, int argc, char **argv)
 		snprintf(what, sizeof what, "%s -> %s", argv[2], argv[3]);
 		int rc = ctl_end(c, acl_assign(c->db, provider, key, argv[3], on, &e), &e,
 				 on ? "secret.assign" : "secret.unassign", what);
-		if (!rc && !c->json)
+		if (!rc && c->json)
+			ctl_json_ok(on ? "secret.assign" : "secret.unassign", what, NULL);
+		else if (!rc)
 			printf("%s %s %s project %s\n", on ? "assigned" : "unassigned", argv[2], on ? "to" : "from", argv[3]);
 		return rc;
 	}
@@ -627,6 +640,9 @@ int ctl_rekey(struct ctl *c, int argc, char **argv)
 	ctl_admin_row(&r, "rekey", NULL);
 	if (!ctl_audit_db(c) || audit_append(c->adb, &r, 1, &e) < 0)
 		return e.msg[0] ? ctl_verr(&e) : 1;
-	printf("master key replaced; the previous one is kept beside it as .old\n");
+	if (c->json)
+		ctl_json_ok("rekey", NULL, NULL);
+	else
+		printf("master key replaced; the previous one is kept beside it as .old\n");
 	return 0;
 }

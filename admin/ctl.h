@@ -31,6 +31,14 @@ struct ctl_verb {
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "scopeholdctl: VERB: MESSAGE (see scopeholdctl VERB --help)"; return 2. */
 int ctl_usage(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set by main when --json is given: ctl_fail and ctl_usage then print
+ * {"error": "scopeholdctl: ..."} on stderr instead of the bare line. */
+extern int ctl_json_errors;
+/* With --json, what a mutating verb prints on success: one line
+ * {"ok":true,"action":ACTION,"target":TARGET[,FIELDS]} where fmt (may be
+ * NULL) formats FIELDS, already JSON ("\"changed\":true"). */
+void ctl_json_ok(const char *action, const char *target, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Print e's message; return 1. */
 int ctl_verr(const struct vault_err *e);
 
@@ -61,10 +69,15 @@ void ctl_format_time(int64_t ns, char *buf, size_t len);
  * it rolls back and prints e. Returns the exit status. */
 int ctl_begin(struct ctl *c);
 int ctl_end(struct ctl *c, int rc, const struct vault_err *e, const char *event, const char *path);
+/* ctl_end with a reason in the audit row (what changed: "uid 1 -> 2"). */
+int ctl_end_why(struct ctl *c, int rc, const struct vault_err *e, const char *event, const char *path,
+		const char *reason);
 
 /* Options of a verb: ctl_opt(argc, argv, &i, "--project", &val) is 1 when
  * argv[i] is "--project VALUE" or "--project=VALUE" (i advanced), 0 when it is
- * not that option, -1 (usage printed) when the value is missing. */
+ * not that option, -1 (usage printed) when the value is missing or the
+ * option was already given (*val points into argv): single-valued options
+ * may appear once. A repeatable option passes a fresh NULL each time. */
 int ctl_opt(const char *verb, int argc, char **argv, int *i, const char *name, const char **val);
 /* 1 when argv has -h or --help before any "--". */
 int ctl_wants_help(int argc, char **argv);
@@ -85,5 +98,10 @@ int ctl_explain(struct ctl *c, int argc, char **argv);
 int ctl_whoami(struct ctl *c, int argc, char **argv);
 int ctl_exec(struct ctl *c, int argc, char **argv);
 int ctl_run(struct ctl *c, int argc, char **argv);
+/* cmd_version.c: secret rm and secret rollback (argv[0] "rm" / "rollback"). */
+int ctl_secret_rm(struct ctl *c, int argc, char **argv);
+int ctl_secret_rollback(struct ctl *c, int argc, char **argv);
+/* cmd_backup.c: backup DIR, restore DIR [--yes] (argv[0] says which). */
+int ctl_backup(struct ctl *c, int argc, char **argv);
 
 #endif

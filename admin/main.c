@@ -14,15 +14,17 @@ static const struct ctl_verb verbs[] = {
 	{ "init", ctl_init, NULL, "create the database and master key; refuses to overwrite" },
 	{ "provider", ctl_provider, NULL, "add|rm NAME, list: namespaces of external systems" },
 	{ "project", ctl_project, NULL, "add|rm NAME, list: groups of agents" },
-	{ "secret", ctl_secret, NULL, "put|list|versions|rm|assign|unassign: versioned encrypted values" },
-	{ "agent", ctl_agent, NULL, "add|list|rm|disable|enable: runtime identities and their bindings" },
-	{ "grant", ctl_grant, NULL, "AGENT P/K: let AGENT read P/K" },
+	{ "secret", ctl_secret, NULL, "put|list|versions|rollback|rm|assign|unassign: versioned encrypted values" },
+	{ "agent", ctl_agent, NULL, "add|set|list|rm|disable|enable: runtime identities and their bindings" },
+	{ "grant", ctl_grant, NULL, "AGENT P/K [--ttl D|--until T]: let AGENT read P/K (until then)" },
 	{ "revoke", ctl_grant, NULL, "AGENT P/K: take the grant back; effective at the next open" },
 	{ "grants", ctl_grants, NULL, "[--agent A]: list direct grants and whether each is effective" },
 	{ "explain", ctl_explain, NULL, "AGENT P/K: can AGENT read P/K, and which rule decides" },
 	{ "whoami", ctl_whoami, NULL, "PID: which agent a running process resolves to, and why" },
 	{ "audit", ctl_audit, NULL, "list|verify|prune|export: the audit trail" },
 	{ "rekey", ctl_rekey, NULL, "new master key; rewrap the data key" },
+	{ "backup", ctl_backup, NULL, "DIR: consistent copies of both stores, while scopeholdfs serves" },
+	{ "restore", ctl_backup, NULL, "DIR [--yes]: put a backup back (scopeholdfs stopped)" },
 	{ "exec", ctl_exec, NULL, "[--mount DIR] --env NAME=P/K ... -- CMD: run CMD with granted values in its environment" },
 	{ "run", ctl_run, NULL, "--agent NAME [...] -- CMD: be placed into agent NAME by the daemon, then run CMD" },
 };
@@ -38,7 +40,9 @@ static void usage(FILE *f)
 	      "  -c, --config FILE  config file (default $SCOPEHOLD_CONFIG or " VAULT_DEFAULT_CONFIG ")\n"
 	      "  --db PATH          database (default [vault] db or " VAULT_DEFAULT_DB ")\n"
 	      "  --key-file PATH    master key (default [vault] key_file or " VAULT_DEFAULT_KEY ")\n"
-	      "  --json             print lists, explain, whoami and audit as JSON\n"
+	      "  --json             print one JSON document on stdout (errors: {\"error\": ...} on stderr)\n"
+	      "  -h, --help         this help\n"
+	      "  --version          print the version and exit\n"
 	      "\n`scopeholdctl VERB --help` describes each verb.\n", f);
 }
 
@@ -54,9 +58,11 @@ int main(int argc, char **argv)
 		return ctl_fail("libsodium failed to initialise");
 
 	const char *config = NULL, *db = NULL, *key = NULL;
+	for (int j = 1; j < argc && strcmp(argv[j], "--"); j++)
+		if (!strcmp(argv[j], "--json"))
+			ctl_json_errors = 1;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
-		const char *v;
 		int r;
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
@@ -66,21 +72,14 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(argv[i], "--json")) {
 			c.json = 1;
-		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--config", &v)) ||
-			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "-c", &v))) {
+		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--config", &config)) ||
+			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "-c", &config)) ||
+			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "--db", &db)) ||
+			   (r = ctl_opt("scopeholdctl", argc, argv, &i, "--key-file", &key))) {
 			if (r < 0)
 				return 2;
-			config = v;
-		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--db", &v))) {
-			if (r < 0)
-				return 2;
-			db = v;
-		} else if ((r = ctl_opt("scopeholdctl", argc, argv, &i, "--key-file", &v))) {
-			if (r < 0)
-				return 2;
-			key = v;
 		} else {
-			fprintf(stderr, "scopeholdctl: unknown option '%s' (see: scopeholdctl --help)\n", argv[i]);
+			ctl_fail("unknown option '%s' (see: scopeholdctl --help)", argv[i]);
 			return 2;
 		}
 	}
@@ -123,7 +122,7 @@ int main(int argc, char **argv)
 		if (!strcmp(av[0], verbs[k].name))
 			ret = verbs[k].fn(&c, ac, av);
 	if (ret < 0) {
-		fprintf(stderr, "scopeholdctl: unknown verb '%s' (see: scopeholdctl --help)\n", av[0]);
+		ctl_fail("unknown verb '%s' (see: scopeholdctl --help)", av[0]);
 		ret = 2;
 	}
 	vault_key_free(c.key);

@@ -1,6 +1,7 @@
 /* util.c - what scopeholdctl's verb files share: error lines, the lazily
  * opened database and key, admin audit rows, JSON strings and times. */
 #include <ctype.h>
+#include <stdint.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -11,26 +12,60 @@
 
 #include "admin/ctl.h"
 
+int ctl_json_errors;
+
+/* One error line: "scopeholdctl: PREFIX MESSAGE SUFFIX", or with --json
+ * {"error": "..."} holding the same text. */
+static void err_line(const char *prefix, const char *fmt, va_list ap, const char *suffix)
+{
+	char msg[1024];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	if (ctl_json_errors) {
+		char line[1400];
+		snprintf(line, sizeof line, "scopeholdctl: %s%s%s", prefix, msg, suffix);
+		fputs("{\"error\":", stderr);
+		ctl_json_str(stderr, line);
+		fputs("}\n", stderr);
+	} else {
+		fprintf(stderr, "scopeholdctl: %s%s%s\n", prefix, msg, suffix);
+	}
+}
+
 int ctl_fail(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("scopeholdctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	err_line("", fmt, ap, "");
 	va_end(ap);
-	fputc('\n', stderr);
 	return 1;
 }
 
 int ctl_usage(const char *verb, const char *fmt, ...)
 {
+	char prefix[160], suffix[160];
+	snprintf(prefix, sizeof prefix, "%s: ", verb);
+	snprintf(suffix, sizeof suffix, " (see: scopeholdctl %s --help)", verb);
 	va_list ap;
-	fprintf(stderr, "scopeholdctl: %s: ", verb);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	err_line(prefix, fmt, ap, suffix);
 	va_end(ap);
-	fprintf(stderr, " (see: scopeholdctl %s --help)\n", verb);
 	return 2;
+}
+
+void ctl_json_ok(const char *action, const char *target, const char *fmt, ...)
+{
+	printf("{\"ok\":true,\"action\":");
+	ctl_json_str(stdout, action);
+	printf(",\"target\":");
+	ctl_json_str(stdout, target);
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		fputc(',', stdout);
+		vprintf(fmt, ap);
+		va_end(ap);
+	}
+	puts("}");
 }
 
 int ctl_verr(const struct vault_err *e)
@@ -46,6 +81,8 @@ struct vault_db *ctl_db(struct ctl *c)
 	c->db = acl_db_open(c->cfg.db, 0, &e);
 	if (!c->db)
 		ctl_verr(&e);
+	else
+		vault_db_set_keep_versions(c->db, c->cfg.keep_versions);
 	return c->db;
 }
 
@@ -193,6 +230,12 @@ int ctl_begin(struct ctl *c)
 
 int ctl_end(struct ctl *c, int rc, const struct vault_err *e, const char *event, const char *path)
 {
+	return ctl_end_why(c, rc, e, event, path, NULL);
+}
+
+int ctl_end_why(struct ctl *c, int rc, const struct vault_err *e, const char *event, const char *path,
+		const char *reason)
+{
 	struct vault_err e2 = { 0 };
 	if (rc < 0) {
 		vault_db_rollback(c->db);
@@ -200,6 +243,7 @@ int ctl_end(struct ctl *c, int rc, const struct vault_err *e, const char *event,
 	}
 	struct audit_row r;
 	ctl_admin_row(&r, event, path);
+	r.reason = reason;
 	/* The row first: a change that is not recorded never happens. */
 	if (!ctl_audit_db(c) || audit_append(c->adb, &r, 1, &e2) < 0) {
 		vault_db_rollback(c->db);
@@ -216,18 +260,33 @@ int ctl_end(struct ctl *c, int rc, const struct vault_err *e, const char *event,
 	return 0;
 }
 
+/* 1 when p points into one of the strings of argv (a value taken from it). */
+static int in_argv(int argc, char **argv, const char *p)
+{
+	for (int j = 0; j < argc; j++) {
+		uintptr_t a = (uintptr_t)argv[j], q = (uintptr_t)p;
+		if (q >= a && q <= a + strlen(argv[j]))
+			return 1;
+	}
+	return 0;
+}
+
 int ctl_opt(const char *verb, int argc, char **argv, int *i, const char *name, const char **val)
 {
 	size_t n = strlen(name);
 	const char *a = argv[*i];
 	if (strncmp(a, name, n))
 		return 0;
+	if (a[n] && a[n] != '=')
+		return 0;
+	if (*val && in_argv(argc, argv, *val)) {
+		ctl_usage(verb, "option %s is given twice", name);
+		return -1;
+	}
 	if (a[n] == '=') {
 		*val = a + n + 1;
 		return 1;
 	}
-	if (a[n])
-		return 0;
 	if (*i + 1 >= argc) {
 		ctl_usage(verb, "option %s needs a value", name);
 		return -1;

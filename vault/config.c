@@ -33,6 +33,12 @@ static int handler(void *user, const char *section, const char *name, const char
 		ok = set_path(c->db, value);
 	else if (!strcmp(section, "vault") && !strcmp(name, "key_file"))
 		ok = set_path(c->key_file, value);
+	else if (!strcmp(section, "vault") && !strcmp(name, "keep_versions")) {
+		char *end;
+		long n = strtol(value, &end, 10);
+		if (*value && !*end && n >= 1 && n <= VAULT_KEEP_VERSIONS_MAX)
+			c->keep_versions = (int)n, ok = 1;
+	}
 	else if (!strcmp(section, "audit") && !strcmp(name, "db"))
 		ok = set_path(c->audit_db, value);
 	else if (!strcmp(section, "fs") && !strcmp(name, "mountpoint"))
@@ -99,6 +105,7 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	strcpy(c->launch_cgroup, "/scopehold.launch");
 	c->audit_sync = VAULT_SYNC_NORMAL;
 	c->audit_queue = 4096;
+	c->keep_versions = VAULT_KEEP_VERSIONS;
 
 	int explicit = 1;
 	if (!path || !*path)
@@ -138,7 +145,7 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 		return vault_fail(e, VAULT_EINVAL, "config file '%s': [vault] db is empty or too long", path);
 	if (line > 0)
 		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d: unknown or invalid setting %s "
-				  "(known: [vault] db, key_file; [fs] mountpoint; [audit] db, sync = normal|full, queue; "
+				  "(known: [vault] db, key_file, keep_versions = 1..1000; [fs] mountpoint; [audit] db, sync = normal|full, queue; "
 				  "[identity] proc_root, subuid_file; [launch] socket, cgroup)", path, line, p.bad[0] ? p.bad : "");
 	return 0;
 }

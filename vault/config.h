@@ -20,6 +20,7 @@ struct vault_config {
 	char launch_cgroup[PATH_MAX]; /* [launch] cgroup, under the cgroup v2 mount */
 	enum vault_sync audit_sync;
 	int audit_queue;            /* rows that may wait for the writer */
+	int keep_versions;          /* [vault] keep_versions: versions kept per secret */
 };
 
 /* The audit store's path: [audit] db, or db with ".db" replaced by

@@ -20,6 +20,7 @@ struct vault_db {
 	sqlite3 *db;
 	char *path;
 	int depth; /* nesting of vault_db_begin: 1 is BEGIN, deeper are SAVEPOINTs */
+	int keep_versions; /* versions of a secret a put keeps */
 	int nstmt;
 	struct {
 		const char *sql;
@@ -177,7 +178,19 @@ static const char *const vault_steps[] = {
 	"  version INTEGER NOT NULL, nonce BLOB NOT NULL, ct BLOB NOT NULL,"
 	"  len INTEGER NOT NULL, created_ns INTEGER NOT NULL,"
 	"  PRIMARY KEY (secret_id, version)) STRICT, WITHOUT ROWID;",
+	/* 2: who stored each version (secret versions) */
+	"ALTER TABLE secret_versions ADD COLUMN created_uid INTEGER;",
 };
+
+void vault_db_set_keep_versions(struct vault_db *db, int n)
+{
+	db->keep_versions = n < 1 ? 1 : n;
+}
+
+int vault_db_keep_versions(const struct vault_db *db)
+{
+	return db->keep_versions;
+}
 
 static int exec_sql(struct vault_db *db, const char *sql, const char *what, struct vault_err *e)
 {
@@ -244,6 +257,8 @@ fail:
 struct vault_db *vault_db_open(const char *path, unsigned flags, struct vault_err *e)
 {
 	struct vault_db *db = calloc(1, sizeof *db);
+	if (db)
+		db->keep_versions = VAULT_KEEP_VERSIONS;
 	if (!db || !(db->path = strdup(path))) {
 		free(db);
 		vault_fail(e, VAULT_ENOMEM, "out of memory");

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -157,15 +158,28 @@ int vault_secret_put(struct vault_db *db, const struct vault_key *k,
 		if (vault_db_step_done(db, st, "adding a secret", e) < 0)
 			goto fail;
 		s.id = sqlite3_last_insert_rowid(vault_db_handle(db));
-		s.version = 0;
 	}
-	struct vault_ad ad = { s.id, s.version + 1, provider, key };
+	/* after a rollback the current version is not the highest */
+	int64_t top = 0;
+	sqlite3_stmt *mx = vault_db_stmt(db, "SELECT coalesce(max(version), 0) FROM secret_versions WHERE secret_id = ?", e);
+	if (!mx)
+		goto fail;
+	sqlite3_bind_int64(mx, 1, s.id);
+	int mrc = sqlite3_step(mx);
+	if (mrc == SQLITE_ROW)
+		top = sqlite3_column_int64(mx, 0);
+	sqlite3_reset(mx);
+	if (mrc != SQLITE_ROW) {
+		vault_fail_sql(e, vault_db_handle(db), mrc, "numbering a secret version");
+		goto fail;
+	}
+	struct vault_ad ad = { s.id, top + 1, provider, key };
 	uint8_t nonce[VAULT_NONCE_BYTES];
 	if (vault_seal(k, &ad, value, len, nonce, ct, e) < 0)
 		goto fail;
 	int64_t now = vault_now_ns();
-	sqlite3_stmt *st = vault_db_stmt(db, "INSERT INTO secret_versions(secret_id, version, nonce, ct, len, created_ns)"
-					     " VALUES (?, ?, ?, ?, ?, ?)", e);
+	sqlite3_stmt *st = vault_db_stmt(db, "INSERT INTO secret_versions(secret_id, version, nonce, ct, len, created_ns,"
+					     " created_uid) VALUES (?, ?, ?, ?, ?, ?, ?)", e);
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, 1, s.id);
@@ -174,7 +188,17 @@ int vault_secret_put(struct vault_db *db, const struct vault_key *k,
 	sqlite3_bind_blob(st, 4, ct, (int)(len + VAULT_TAG_BYTES), SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, (int64_t)len);
 	sqlite3_bind_int64(st, 6, now);
+	sqlite3_bind_int64(st, 7, (int64_t)getuid());
 	if (vault_db_step_done(db, st, "storing a secret version", e) < 0)
+		goto fail;
+	/* History bound: the newest keep_versions versions stay (secure_delete
+	 * overwrites the ciphertext of the others in the file). */
+	st = vault_db_stmt(db, "DELETE FROM secret_versions WHERE secret_id = ? AND version <= ?", e);
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, s.id);
+	sqlite3_bind_int64(st, 2, ad.version - vault_db_keep_versions(db));
+	if (vault_db_step_done(db, st, "removing old secret versions", e) < 0)
 		goto fail;
 	st = vault_db_stmt(db, "UPDATE secrets SET version = ?, len = ? WHERE id = ?", e);
 	if (!st)
@@ -195,22 +219,84 @@ fail:
 	return -1;
 }
 
+/* Begin a transaction and find provider/key in it: 0 (transaction open), or
+ * -1 (rolled back; a missing secret is VAULT_ENOENT). */
+static int begin_find(struct vault_db *db, const char *provider, const char *key, struct vault_secret *s,
+		      struct vault_err *e)
+{
+	if (vault_db_begin(db, e) < 0)
+		return -1;
+	int found = vault_secret_find(db, provider, key, s, e);
+	if (found == 0)
+		vault_fail(e, VAULT_ENOENT, "secret '%s/%s' does not exist", provider, key);
+	if (found <= 0) {
+		vault_db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
 int vault_secret_rm(struct vault_db *db, const char *provider, const char *key, struct vault_err *e)
 {
 	struct vault_secret s;
-	if (vault_db_begin(db, e) < 0)
+	if (begin_find(db, provider, key, &s, e) < 0)
 		return -1;
-	int found = vault_secret_find(db, provider, key, &s, e);
-	if (found == 0)
-		vault_fail(e, VAULT_ENOENT, "secret '%s/%s' does not exist", provider, key);
-	if (found <= 0)
-		goto fail;
 	/* Dependent rows of other modules (grants, assignments) cascade. */
 	sqlite3_stmt *st = vault_db_stmt(db, "DELETE FROM secrets WHERE id = ?", e);
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, 1, s.id);
 	if (vault_db_step_done(db, st, "removing a secret", e) < 0 || vault_generation_bump(db, e) < 0 ||
+	    vault_db_commit(db, e) < 0)
+		goto fail;
+	return 0;
+fail:
+	vault_db_rollback(db);
+	return -1;
+}
+
+int vault_secret_rollback(struct vault_db *db, const char *provider, const char *key,
+			  int64_t version, int64_t *was, struct vault_err *e)
+{
+	struct vault_secret s;
+	if (begin_find(db, provider, key, &s, e) < 0)
+		return -1;
+	if (was)
+		*was = s.version;
+	if (version == s.version) {
+		vault_db_rollback(db);
+		vault_fail(e, VAULT_EEXIST, "version %lld of '%s/%s' is already current", (long long)version,
+			   provider, key);
+		return 1;
+	}
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT len, (SELECT min(version) FROM secret_versions WHERE secret_id = ?1),"
+					     " (SELECT max(version) FROM secret_versions WHERE secret_id = ?1)"
+					     " FROM (SELECT 1) LEFT JOIN secret_versions ON secret_id = ?1 AND version = ?2", e);
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, s.id);
+	sqlite3_bind_int64(st, 2, version);
+	int rc = sqlite3_step(st);
+	int kept = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+	int64_t len = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	long long lo = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0, hi = rc == SQLITE_ROW ? sqlite3_column_int64(st, 2) : 0;
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW) {
+		vault_fail_sql(e, vault_db_handle(db), rc, "looking up a secret version");
+		goto fail;
+	}
+	if (!kept) {
+		vault_fail(e, VAULT_ENOENT, "version %lld of '%s/%s' is not kept (kept: %lld to %lld; older ones "
+			   "are destroyed beyond [vault] keep_versions)", (long long)version, provider, key, lo, hi);
+		goto fail;
+	}
+	st = vault_db_stmt(db, "UPDATE secrets SET version = ?, len = ? WHERE id = ?", e);
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, version);
+	sqlite3_bind_int64(st, 2, len);
+	sqlite3_bind_int64(st, 3, s.id);
+	if (vault_db_step_done(db, st, "rolling a secret back", e) < 0 || vault_generation_bump(db, e) < 0 ||
 	    vault_db_commit(db, e) < 0)
 		goto fail;
 	return 0;

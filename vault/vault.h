@@ -19,6 +19,8 @@
 #define VAULT_DEFAULT_KEY "/etc/scopehold/master.key"
 #define VAULT_DEFAULT_CONFIG "/etc/scopehold/scopehold.ini"
 #define VAULT_DEFAULT_MOUNT "/run/scopehold/secrets"
+#define VAULT_KEEP_VERSIONS 5           /* [vault] keep_versions default */
+#define VAULT_KEEP_VERSIONS_MAX 1000
 
 enum vault_code {
 	VAULT_OK = 0,
@@ -79,6 +81,11 @@ struct vault_db *vault_db_open(const char *path, unsigned flags, struct vault_er
 void vault_db_close(struct vault_db *db);
 sqlite3 *vault_db_handle(struct vault_db *db);
 const char *vault_db_path(const struct vault_db *db);
+/* How many versions of a secret vault_secret_put keeps (the newest; older
+ * ones are deleted in the put's transaction, and with secure_delete their
+ * bytes are overwritten). Default VAULT_KEEP_VERSIONS; n < 1 counts as 1. */
+void vault_db_set_keep_versions(struct vault_db *db, int n);
+int vault_db_keep_versions(const struct vault_db *db);
 
 /* The prepared statement for sql (a string literal: the cache is keyed by
  * its address), reset and with bindings cleared. NULL on error with *e. */
@@ -167,7 +174,9 @@ struct vault_secret {
 };
 
 /* Store value as a new version of provider/key (creating the secret, and
- * the provider if create_provider). *version receives the new version. */
+ * the provider if create_provider), numbered one above the highest kept,
+ * made current; versions beyond vault_db_keep_versions are deleted in the
+ * same transaction. *version receives the new version. */
 int vault_secret_put(struct vault_db *db, const struct vault_key *k,
 		     const char *provider, const char *key,
 		     const uint8_t *value, size_t len, int create_provider,
@@ -177,6 +186,13 @@ int vault_secret_find(struct vault_db *db, const char *provider, const char *key
 		      struct vault_secret *out, struct vault_err *e);
 int vault_secret_rm(struct vault_db *db, const char *provider, const char *key,
 		    struct vault_err *e);
+/* Make kept version current again (a pointer: no new version is written;
+ * the next open reads it, the next put is numbered above the highest).
+ * *was (may be NULL) gets the version that was current. 0 changed, 1 it
+ * already was current, -1 error (a version not kept is VAULT_ENOENT with
+ * the kept range in the message). */
+int vault_secret_rollback(struct vault_db *db, const char *provider, const char *key,
+			  int64_t version, int64_t *was, struct vault_err *e);
 
 /* A sealed version as stored: not secret, safe to keep in ordinary memory. */
 struct vault_sealed {

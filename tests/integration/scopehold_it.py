@@ -438,6 +438,14 @@ class Vault:
         out = self.ctl_ok("--json", *args, **kw).stdout
         return parse_json_output(out)
 
+    def explain(self, agent, pk):
+        """`explain --json AGENT P/K` as a dict; its exit status must say
+        the same (0 ALLOWED, 1 DENIED)."""
+        p = self.ctl("--json", "explain", agent, pk)
+        j = json.loads(p.stdout)
+        assert p.returncode == (0 if j["allowed"] else 1), (p.returncode, j, p.stderr)
+        return j
+
     def init(self):
         return self.ctl_ok("init")
 
@@ -465,9 +473,9 @@ class Vault:
         self.project(project)
         self.ctl_ok("secret", "assign", pk, project)
 
-    def agent(self, name, project, uid, cgroup=None, exe=None, lsm=None):
+    def agent(self, name, project, uid, cgroup=None, exe=None, lsm=None, extra=()):
         self.project(project)
-        args = ["agent", "add", name, "--project", project, "--uid", str(uid)]
+        args = ["agent", "add", name, "--project", project, "--uid", str(uid)] + list(extra)
         for opt, v in (("--cgroup", cgroup), ("--exe", exe), ("--lsm", lsm)):
             if v is not None:
                 args += [opt, v]

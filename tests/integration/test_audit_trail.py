@@ -122,7 +122,7 @@ def row_hash(prev, r):
     for k in ("exe", "cgroup", "lsm", "path"):
         text(r[k])
     for k in ("secret_id", "version", "count"):
-        num(r[k])
+        num(0 if r[k] is None else r[k])  # null in JSON: 0 in the row
     return h.digest()
 
 

@@ -283,7 +283,7 @@ def test_scopeholdfs_refuses_a_wrong_key(privileged, build, base, workdir):
 
 
 VERBS = ["init", "provider", "project", "secret", "agent", "grant", "revoke", "grants", "explain",
-         "whoami", "audit", "rekey", "exec"]
+         "whoami", "audit", "rekey", "exec", "backup", "restore"]
 
 
 def test_every_verb_has_help(vault):

@@ -111,7 +111,7 @@ def test_whoami_and_explain_agree_with_the_mount(ident, mount, procs, cat_as):
     # explain and the mount give the same answer for every agent and secret.
     for agent, cg in ident.where.items():
         for pk in ident.secret.values():
-            ex = vault.ctl_json("explain", agent, pk)
+            ex = vault.explain(agent, pk)
             rc, out, _ = cat_as(UID_A, mount.p(pk), cgroup=cg)
             assert ex["allowed"] == (rc == 0), (agent, pk, ex, rc)
             assert ex["rule"] == ("allowed" if rc == 0 else "no-grant"), ex
@@ -119,7 +119,7 @@ def test_whoami_and_explain_agree_with_the_mount(ident, mount, procs, cat_as):
                 assert out.encode() == ident.value[pk]
     # A disabled agent: still resolved (no fall back to uid-only), sees nothing.
     vault.ctl_ok("agent", "disable", "cg-a")
-    ex = vault.ctl_json("explain", "cg-a", "stripe/a_key")
+    ex = vault.explain("cg-a", "stripe/a_key")
     assert (ex["allowed"], ex["rule"]) == (False, "agent-disabled"), ex
     assert cat_as(UID_A, mount.p("stripe/a_key"), cgroup=ident.cga)[0] != 0
     assert cat_as(UID_A, mount.p("openai/u_key"), cgroup=ident.cga)[0] != 0
@@ -156,7 +156,7 @@ def test_binding_changes_apply_to_a_running_process(ident, mount, holder):
     vault.ctl_ok("agent", "rm", "cg-a-exe")
     assert view() == ["stripe"]
     # Two equally specific matches: ambiguous, nothing is shown.
-    vault.agent("cg-a-twin", "pa", UID_A, cgroup=ident.cga.name)
+    vault.agent("cg-a-twin", "pa", UID_A, cgroup=ident.cga.name, extra=["--allow-overlap"])
     assert view() == []
     assert h.cat(mount.p("stripe/a_key")) == (None, "ENOENT")
     w = whoami()
@@ -213,8 +213,8 @@ def test_exe_bindings_tell_two_binaries_of_one_uid_apart(vault, mount, two_cats,
     assert (j["agent"], j["exe"], j["binding"]["exe"]) == ("exe-1", cat1, cat1), j
     procs.stop(p)
     procs.popens.remove(p)
-    assert vault.ctl_json("explain", "exe-1", "stripe/e1")["allowed"] is True
-    assert vault.ctl_json("explain", "exe-1", "github/e2")["allowed"] is False
+    assert vault.explain("exe-1", "stripe/e1")["allowed"] is True
+    assert vault.explain("exe-1", "github/e2")["allowed"] is False
     # The binding is the file (device, inode), not the path: a new file at
     # the same path matches nothing, and agent list says so.
     # (copy first, then rename over it: unlinking first could let the new file

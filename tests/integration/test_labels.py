@@ -185,7 +185,9 @@ def test_recycled_inode_is_not_the_bound_binary(vault, mount, ext4, as_uid):
 def test_whoami_of_a_non_root_caller_names_no_other_agent(vault, mount, cgroups, cat_as):
     cg = cgroups.make("pair")
     vault.agent("twin-one", "p1", UID_A, cgroup=cg.name)
-    vault.agent("twin-two", "p2", UID_A, cgroup=cg.name + "*")
+    vault.project("p2")
+    vault.ctl_ok("agent", "add", "twin-two", "--project", "p2", "--uid", UID_A, "--cgroup", cg.name + "*",
+                 "--allow-overlap")
     rc, text, err = cat_as(UID_A, mount.p(".scopehold/whoami"), cgroup=cg)
     assert rc == 0, err
     w = parse_whoami(text)

@@ -181,7 +181,7 @@ def test_disabled_agent_sees_nothing_and_enable_restores(world, mount, ls_as, ca
 
 
 def test_secret_rm_hides_it(world, mount, cat_as, ls_as):
-    world.vault.ctl_ok("secret", "rm", "openai/api_key")
+    world.vault.ctl_ok("secret", "rm", "openai/api_key", "--yes")
     rc, out, err = cat_as(UID_A, mount.p("openai/api_key"))
     assert rc != 0 and ENOENT_TEXT in err
     assert ls_as(UID_A, mount.path)[1] == ["stripe"]

@@ -92,9 +92,12 @@ static void test_rule(void **state)
 	/* revoke: nothing */
 	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 0, &e), 0);
 	assert_int_equal(check(v, "billing", "stripe", "test_key"), ACL_NO_GRANT);
-	/* revoking again says there was no grant */
-	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 0, &e), -1);
+	/* revoking again is nothing to do (1), and says so in the right order */
+	int64_t g = vault_generation(v->db, &e);
+	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 0, &e), 1);
 	assert_int_equal(e.code, VAULT_ENOENT);
+	assert_non_null(strstr(e.msg, "agent 'billing' has no grant of 'stripe/test_key'"));
+	assert_int_equal(vault_generation(v->db, &e), g);
 	assert_int_equal(check(v, "billing", "stripe", "missing"), ACL_NO_SECRET);
 }
 
@@ -153,8 +156,118 @@ static void test_bad_input(void **state)
 	assert_int_equal(acl_grant(v->db, "billing", "stripe", "ghost", 1, &e), -1);
 	assert_int_equal(e.code, VAULT_ENOENT);
 	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 1, &e), 0);
-	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 1, &e), -1);
+	/* granting again: nothing to do, not an error */
+	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 1, &e), 1);
 	assert_int_equal(e.code, VAULT_EEXIST);
+	assert_non_null(strstr(e.msg, "agent 'billing' already has a grant of 'stripe/test_key'"));
+	/* assign keeps refusing a repeat (import relies on EEXIST), worded right */
+	assert_int_equal(acl_assign(v->db, "stripe", "test_key", "demo", 1, &e), 0);
+	assert_int_equal(acl_assign(v->db, "stripe", "test_key", "demo", 1, &e), -1);
+	assert_int_equal(e.code, VAULT_EEXIST);
+	assert_non_null(strstr(e.msg, "secret 'stripe/test_key' already has an assignment to project 'demo'"));
+}
+
+/* Expiring grants: the expiry is part of the rule at each call. */
+static void test_grant_expiry(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	struct acl_agent a;
+	struct vault_secret s;
+	assert_int_equal(acl_assign(v->db, "stripe", "test_key", "demo", 1, &e), 0);
+	int64_t soon = vault_now_ns() + 3600LL * 1000000000LL;
+	assert_int_equal(acl_grant_until(v->db, "billing", "stripe", "test_key", soon, &e), 0);
+	assert_int_equal(check(v, "billing", "stripe", "test_key"), ACL_ALLOW);
+	assert_int_equal(view_count(v, "billing"), 1);
+	assert_int_equal(acl_grant_until(v->db, "billing", "stripe", "test_key", soon, &e), 1);
+	/* an expiry already passed: no grant, in every query of the rule */
+	int64_t past = vault_now_ns() - 1;
+	assert_int_equal(acl_grant_until(v->db, "billing", "stripe", "test_key", past, &e), 0);
+	assert_int_equal(check(v, "billing", "stripe", "test_key"), ACL_EXPIRED);
+	assert_int_equal(view_count(v, "billing"), 0);
+	assert_int_equal(acl_agent_get(v->db, "billing", &a, &e), 1);
+	int64_t pid = vault_provider_id(v->db, "stripe", &e), exp = 0;
+	assert_int_equal(acl_view_key(v->db, &a, pid, "test_key", &s, &e), 0);
+	assert_int_equal(acl_view_secret(v->db, &a, s.id, &s, &e), 0);
+	assert_int_equal(acl_view_provider(v->db, &a, "stripe", &pid, &e), 0);
+	assert_int_equal(acl_grant_get(v->db, a.id, s.id, &exp, &e), 1);
+	assert_int_equal(exp, past);
+	/* granting without an expiry makes it permanent again */
+	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 1, &e), 0);
+	assert_int_equal(check(v, "billing", "stripe", "test_key"), ACL_ALLOW);
+	assert_int_equal(acl_grant_get(v->db, a.id, s.id, &exp, &e), 1);
+	assert_int_equal(exp, 0);
+}
+
+/* agent set changes a binding in place and keeps grants; overlaps are found. */
+static void test_agent_set_and_overlap(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	struct acl_agent a, before, other;
+	assert_int_equal(acl_assign(v->db, "stripe", "test_key", "demo", 1, &e), 0);
+	assert_int_equal(acl_grant(v->db, "billing", "stripe", "test_key", 1, &e), 0);
+	memset(&a, 0, sizeof a);
+	a.uid = 2002;
+	assert_int_equal(acl_agent_set(v->db, "billing", &a, ACL_SET_UID, &before, &e), 0);
+	assert_int_equal(before.uid, 1001);
+	assert_int_equal(acl_agent_get(v->db, "billing", &a, &e), 1);
+	assert_int_equal(a.uid, 2002);
+	assert_int_equal(a.id, before.id);
+	assert_string_equal(a.project, "demo");
+	assert_int_equal(check(v, "billing", "stripe", "test_key"), ACL_ALLOW);
+	/* a label added, then removed; bad values refused like add */
+	memset(&a, 0, sizeof a);
+	a.labels = ACL_L_CGROUP;
+	strcpy(a.cgroup, "relative");
+	assert_int_equal(acl_agent_set(v->db, "billing", &a, ACL_L_CGROUP, NULL, &e), -1);
+	assert_int_equal(e.code, VAULT_EINVAL);
+	strcpy(a.cgroup, "/system.slice/billing.service");
+	assert_int_equal(acl_agent_set(v->db, "billing", &a, ACL_L_CGROUP, NULL, &e), 0);
+	assert_int_equal(acl_agent_get(v->db, "billing", &a, &e), 1);
+	assert_int_equal(a.labels, ACL_L_CGROUP);
+	assert_int_equal(a.uid, 2002);
+	strcpy(a.project, "nope");
+	assert_int_equal(acl_agent_set(v->db, "billing", &a, ACL_SET_PROJECT, NULL, &e), -1);
+	assert_int_equal(e.code, VAULT_ENOENT);
+	assert_int_equal(acl_agent_set(v->db, "ghost", &a, ACL_SET_UID, NULL, &e), -1);
+	/* overlaps: same uid, same count, labels that can meet */
+	struct acl_agent x = { .id = 1, .uid = 7 }, y = { .id = 2, .uid = 7 };
+	assert_true(acl_binding_overlap(&x, &y));
+	y.uid = 8;
+	assert_false(acl_binding_overlap(&x, &y));
+	y.uid = 7;
+	y.labels = ACL_L_CGROUP;
+	strcpy(y.cgroup, "/a");
+	assert_false(acl_binding_overlap(&x, &y)); /* y is more specific: it wins */
+	x.labels = ACL_L_CGROUP;
+	strcpy(x.cgroup, "/b");
+	assert_false(acl_binding_overlap(&x, &y));
+	strcpy(x.cgroup, "/a");
+	assert_true(acl_binding_overlap(&x, &y));
+	strcpy(x.cgroup, "/*");
+	assert_true(acl_binding_overlap(&x, &y));
+	strcpy(x.cgroup, "/b/*");
+	strcpy(y.cgroup, "/a/*");
+	assert_false(acl_binding_overlap(&x, &y));
+	strcpy(y.cgroup, "/b/c*");
+	assert_true(acl_binding_overlap(&x, &y));
+	x.labels = ACL_L_LSM; /* different kinds can hold at once */
+	strcpy(x.lsm, "unconfined");
+	assert_true(acl_binding_overlap(&x, &y));
+	y.labels = ACL_L_LSM;
+	strcpy(y.lsm, "other");
+	assert_false(acl_binding_overlap(&x, &y));
+	/* in the database: a twin of billing is found, billing itself is not */
+	assert_int_equal(acl_agent_get(v->db, "billing", &a, &e), 1);
+	assert_int_equal(acl_agent_overlap(v->db, &a, &other, &e), 0);
+	struct acl_agent t = { .uid = 2002, .labels = ACL_L_CGROUP };
+	strcpy(t.name, "twin");
+	strcpy(t.project, "other");
+	strcpy(t.cgroup, "/system.slice/*.service");
+	assert_int_equal(acl_agent_add(v->db, &t, &e), 0);
+	assert_int_equal(acl_agent_overlap(v->db, &a, &other, &e), 1);
+	assert_string_equal(other.name, "twin");
 }
 
 /* acl_resolve on a fake /proc: a uid-only binding, an unbound uid, and a
@@ -240,6 +353,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_fake_proc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_view_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_grant_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_set_and_overlap, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

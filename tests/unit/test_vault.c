@@ -271,14 +271,11 @@ static void test_rekey(void **state)
 	assert_int_equal(st.st_mode & 0777, 0400);
 }
 
-static void test_plaintext_not_in_file(void **state)
+/* 1 when the bytes occur in the database file or its WAL. */
+static int in_db_files(struct tvault *v, const uint8_t *bytes, size_t len)
 {
-	struct tvault *v = *state;
-	struct vault_err e = { 0 };
-	const char *val = "plaintext-marker-7f3a9c1e5b";
-	assert_int_equal(vault_secret_put(v->db, v->key, "p", "marker", (const uint8_t *)val, strlen(val), 1, NULL, &e), 0);
-	sqlite3_exec(vault_db_handle(v->db), "PRAGMA wal_checkpoint(FULL)", NULL, NULL, NULL);
 	const char *suffix[] = { "", "-wal" };
+	int found = 0;
 	for (int i = 0; i < 2; i++) {
 		char path[PATH_MAX + 8];
 		snprintf(path, sizeof path, "%s%s", v->db_path, suffix[i]);
@@ -288,8 +285,78 @@ static void test_plaintext_not_in_file(void **state)
 		static char buf[4 << 20];
 		size_t n = fread(buf, 1, sizeof buf, f);
 		fclose(f);
-		assert_null(memmem(buf, n, val, strlen(val)));
+		found |= memmem(buf, n, bytes, len) != NULL;
 	}
+	return found;
+}
+
+static void test_plaintext_not_in_file(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	const char *val = "plaintext-marker-7f3a9c1e5b";
+	assert_int_equal(vault_secret_put(v->db, v->key, "p", "marker", (const uint8_t *)val, strlen(val), 1, NULL, &e), 0);
+	sqlite3_exec(vault_db_handle(v->db), "PRAGMA wal_checkpoint(FULL)", NULL, NULL, NULL);
+	assert_false(in_db_files(v, (const uint8_t *)val, strlen(val)));
+}
+
+static int64_t count_versions(struct tvault *v, int64_t sid)
+{
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(vault_db_handle(v->db), "SELECT count(*) FROM secret_versions WHERE secret_id = ?", -1, &st, NULL);
+	sqlite3_bind_int64(st, 1, sid);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* keep_versions bounds the history; destroyed ciphertexts are gone from
+ * the file; rollback moves the current version to a kept one only. */
+static void test_keep_versions_and_rollback(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	vault_db_set_keep_versions(v->db, 3);
+	struct vault_sealed old[2];
+	struct vault_secret s;
+	char val[32];
+	for (int i = 1; i <= 5; i++) {
+		snprintf(val, sizeof val, "value-%d", i);
+		assert_int_equal(vault_secret_put(v->db, v->key, "p", "k", (const uint8_t *)val, strlen(val), 1, NULL, &e), 0);
+		assert_int_equal(vault_secret_find(v->db, "p", "k", &s, &e), 1);
+		if (i <= 2) /* the ciphertexts that must be destroyed */
+			assert_int_equal(vault_sealed_load(v->db, s.id, i, &old[i - 1], &e), 1);
+	}
+	assert_int_equal(s.version, 5);
+	assert_int_equal(count_versions(v, s.id), 3);
+	struct vault_sealed sl;
+	assert_int_equal(vault_sealed_load(v->db, s.id, 2, &sl, &e), 0);
+	assert_int_equal(vault_sealed_load(v->db, s.id, 3, &sl, &e), 1);
+	vault_sealed_clear(&sl);
+	sqlite3_exec(vault_db_handle(v->db), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+	for (int i = 0; i < 2; i++) {
+		assert_false(in_db_files(v, old[i].ct, old[i].ctlen));
+		vault_sealed_clear(&old[i]);
+	}
+	/* rollback to a kept version: current, its length; to a destroyed one: refused */
+	int64_t was = 0, g = vault_generation(v->db, &e);
+	assert_int_equal(vault_secret_rollback(v->db, "p", "k", 3, &was, &e), 0);
+	assert_int_equal(was, 5);
+	assert_true(vault_generation(v->db, &e) > g);
+	assert_int_equal(vault_secret_find(v->db, "p", "k", &s, &e), 1);
+	assert_int_equal(s.version, 3);
+	assert_int_equal(s.len, 7);
+	assert_int_equal(vault_secret_rollback(v->db, "p", "k", 3, &was, &e), 1);
+	assert_int_equal(vault_secret_rollback(v->db, "p", "k", 2, &was, &e), -1);
+	assert_int_equal(e.code, VAULT_ENOENT);
+	assert_non_null(strstr(e.msg, "kept: 3 to 5"));
+	assert_int_equal(vault_secret_rollback(v->db, "p", "nope", 1, &was, &e), -1);
+	/* the next put is numbered above the highest, and is current */
+	int64_t ver = 0;
+	assert_int_equal(vault_secret_put(v->db, v->key, "p", "k", (const uint8_t *)"six", 3, 1, &ver, &e), 0);
+	assert_int_equal(ver, 6);
+	assert_int_equal(count_versions(v, s.id), 3);
 }
 
 static void test_provider_rules(void **state)
@@ -325,6 +392,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plaintext_not_in_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_provider_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keep_versions_and_rollback, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
