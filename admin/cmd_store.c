@@ -608,9 +608,21 @@ int ctl_secret(struct ctl *c, int argc, char **argv)
 
 static const char rekey_usage[] =
 	"usage: scopeholdctl rekey\n\n"
-	"Create a new master key and rewrap the data key with it. The old key file is\n"
-	"kept as KEY.old until you remove it. Values are not re-encrypted; a running\n"
-	"scopeholdfs keeps working.\n";
+	"Create a new master key and rewrap the data key with it. The previous key file\n"
+	"is kept as KEY.retired-YYYYmmddTHHMMSSZ (mode 0400; never overwritten): backups\n"
+	"of the database taken before the rekey need it. Values are not re-encrypted; a\n"
+	"running scopeholdfs keeps working. Killed at any step, KEY still opens the\n"
+	"vault, and running rekey again finishes what was stopped.\n";
+
+/* The audit row of a rekey, committed before its change. */
+static int rekey_record(void *arg, const char *reason, struct vault_err *e)
+{
+	struct ctl *c = arg;
+	struct audit_row r;
+	ctl_admin_row(&r, "rekey", NULL);
+	r.reason = reason;
+	return audit_append(c->adb, &r, 1, e);
+}
 
 int ctl_rekey(struct ctl *c, int argc, char **argv)
 {
@@ -619,14 +631,20 @@ int ctl_rekey(struct ctl *c, int argc, char **argv)
 	if (argc != 1)
 		return ctl_usage("rekey", "takes no arguments");
 	struct vault_err e = { 0 };
-	if (!ctl_db(c))
+	c->rekeying = 1;
+	if (!ctl_db(c) || !ctl_audit_db(c))
 		return 1;
-	if (vault_key_rekey(c->db, c->cfg.key_file[0] ? c->cfg.key_file : NULL, &e) < 0)
+	struct vault_rekey rk = { .record = rekey_record, .arg = c };
+	if (vault_key_rekey(c->db, c->cfg.key_file[0] ? c->cfg.key_file : NULL, &rk, &e) < 0)
 		return ctl_verr(&e);
-	struct audit_row r;
-	ctl_admin_row(&r, "rekey", NULL);
-	if (!ctl_audit_db(c) || audit_append(c->adb, &r, 1, &e) < 0)
-		return e.msg[0] ? ctl_verr(&e) : 1;
-	printf("master key replaced; the previous one is kept beside it as .old\n");
+	if (c->json) {
+		printf("{\"ok\":true,\"resumed\":%s,\"retired\":", rk.resumed ? "true" : "false");
+		ctl_json_str(stdout, rk.retired);
+		puts("}");
+	} else {
+		printf("%s; the previous one is kept as %s: backups of the database taken before now need it\n",
+		       rk.resumed ? "finished an interrupted rekey: master key replaced" : "master key replaced",
+		       rk.retired);
+	}
 	return 0;
 }

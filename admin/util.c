@@ -46,6 +46,9 @@ struct vault_db *ctl_db(struct ctl *c)
 	c->db = acl_db_open(c->cfg.db, 0, &e);
 	if (!c->db)
 		ctl_verr(&e);
+	else if (!c->rekeying && vault_key_pending(c->db, &e) == 1)
+		fprintf(stderr, "scopeholdctl: warning: a rekey of '%s' was interrupted; run: scopeholdctl rekey "
+			"to finish it\n", c->cfg.db);
 	return c->db;
 }
 

@@ -5,6 +5,7 @@
 #ifndef SCOPEHOLD_VAULT_H
 #define SCOPEHOLD_VAULT_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -122,9 +123,27 @@ int vault_key_init(struct vault_db *db, const char *key_file, struct vault_err *
 struct vault_key *vault_key_load(struct vault_db *db, const char *key_file, struct vault_err *e);
 void vault_key_free(struct vault_key *k);
 
-/* Write a new master key to key_file (the old one renamed to key_file.old
- * after the data key is rewrapped and committed). */
-int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_err *e);
+/* A rekey in progress (datakey_next holds the new wrapping): 1, 0 when
+ * none, -1 on error. Then `scopeholdctl rekey` finishes it. */
+int vault_key_pending(struct vault_db *db, struct vault_err *e);
+
+struct vault_rekey {
+	/* The audit row, called inside the transaction of the first change
+	 * (reason NULL), or of the only one left when finishing a rekey that
+	 * was stopped; nonzero (with *e) aborts. May be NULL. */
+	int (*record)(void *arg, const char *reason, struct vault_err *e);
+	void *arg;
+	int resumed;            /* out: 1 when it finished an interrupted rekey */
+	char retired[PATH_MAX]; /* out: where the previous master key is kept */
+};
+
+/* Replace the master key in key_file. Steps, each safe to be killed after:
+ * KEY.new written and fsynced; the data key wrapped by it committed beside
+ * the old wrapping (with rk->record); the old key hard-linked to
+ * KEY.retired-YYYYmmddTHHMMSSZ (never replacing a file); KEY.new renamed to
+ * KEY, the directory fsynced; the old wrapping dropped. KEY opens the vault
+ * at every step; run again, it finishes a rekey that was stopped. */
+int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_rekey *rk, struct vault_err *e);
 
 /* Check that path is a regular file owned by root or us, not a link, and not
  * accessible by group/others. what names it in the message ("key file"). */
