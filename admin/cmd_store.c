@@ -352,12 +352,14 @@ static int secret_versions(struct ctl *c, const char *pk)
 	return rc == SQLITE_DONE ? 0 : ctl_fail("listing versions failed");
 }
 
-/* Read path (a regular file, not a link) into buf (VAULT_VALUE_MAX + 1
- * bytes of locked memory, reused for every file). */
-static ssize_t read_value_file(const char *path, uint8_t *buf)
+/* Read name in the directory dfd (a regular file, not a link) into buf
+ * (VAULT_VALUE_MAX + 1 bytes of locked memory, reused for every file); path
+ * names it in messages only: opened relative to the directory already
+ * checked, a swapped directory or link is never followed. */
+static ssize_t read_value_file(int dfd, const char *name, const char *path, uint8_t *buf)
 {
 	/* O_NONBLOCK: a FIFO must not hang the import (it is refused below) */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return ctl_fail("cannot open '%s': %s", path, errno == ELOOP ? "a symbolic link" : strerror(errno)), -1;
 	struct stat st;
@@ -439,9 +441,14 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 		return 1;
 	if (project && acl_project_id(c->db, project, &e) <= 0)
 		return e.msg[0] ? ctl_verr(&e) : ctl_fail("project '%s' does not exist", project);
-	DIR *top = opendir(dir);
-	if (!top)
-		return ctl_fail("cannot read directory '%s': %s", dir, strerror(errno));
+	int tfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+	DIR *top = tfd >= 0 ? fdopendir(tfd) : NULL;
+	if (!top) {
+		int err = errno;
+		if (tfd >= 0)
+			close(tfd);
+		return ctl_fail("cannot read directory '%s': %s", dir, strerror(err));
+	}
 	uint8_t *val = sodium_malloc(VAULT_VALUE_MAX + 1);
 	if (!val) {
 		closedir(top);
@@ -461,13 +468,15 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 			rc = ctl_fail("'%s': %s", pdir, e.msg);
 			break;
 		}
-		int pfd = open(pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		/* Everything below is opened relative to this descriptor. */
+		int pfd = openat(tfd, pd->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		DIR *sub = pfd >= 0 ? fdopendir(pfd) : NULL;
 		if (!sub) {
 			int err = errno;
 			struct stat lst;
 			rc = ctl_fail("cannot read directory '%s': %s", pdir,
-				      lstat(pdir, &lst) == 0 && S_ISLNK(lst.st_mode) ? "a symbolic link" : strerror(err));
+				      fstatat(tfd, pd->d_name, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)
+				      ? "a symbolic link" : strerror(err));
 			if (pfd >= 0)
 				close(pfd);
 			break;
@@ -496,7 +505,7 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 				rc = ctl_fail("more than %d files under '%s'", IMPORT_MAX, dir);
 				break;
 			}
-			ssize_t len = read_value_file(fpath, val);
+			ssize_t len = read_value_file(pfd, kd->d_name, fpath, val);
 			if (len < 0) {
 				rc = 1;
 				break;
