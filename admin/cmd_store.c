@@ -15,8 +15,15 @@
 
 #include "admin/ctl.h"
 
-/* mkdir -p of path's parent directory, mode 0700 for what it creates. */
-static int make_parent(const char *path)
+/* What init made, removed again when it fails half-way. */
+struct made {
+	char dirs[16][PATH_MAX];
+	int ndirs;
+};
+
+/* mkdir -p of path's parent directory, mode 0700 for what it creates
+ * (recorded in m). */
+static int make_parent(const char *path, struct made *m)
 {
 	char dir[PATH_MAX];
 	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
@@ -29,7 +36,9 @@ static int make_parent(const char *path)
 		if (*p == '/' || !*p) {
 			char saved = *p;
 			*p = 0;
-			if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			if (mkdir(dir, 0700) == 0 && m->ndirs < 16)
+				snprintf(m->dirs[m->ndirs++], PATH_MAX, "%s", dir);
+			else if (errno != EEXIST)
 				return ctl_fail("cannot create directory '%s': %s", dir, strerror(errno));
 			*p = saved;
 			if (!saved)
@@ -39,10 +48,22 @@ static int make_parent(const char *path)
 	return 0;
 }
 
+/* Remove a store init created: the file, its -wal, -shm and -journal. */
+static void remove_store(const char *path)
+{
+	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+	for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+		char p[PATH_MAX + 16];
+		snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+		unlink(p);
+	}
+}
+
 static const char init_usage[] =
 	"usage: scopeholdctl [--db PATH] [--key-file PATH] init\n\n"
-	"Create the database (mode 0600) and a master key file (32 random bytes, mode 0400),\n"
-	"and a data key wrapped by it. Refuses to overwrite either.\n";
+	"Create the database (mode 0600), its audit store, a master key file (32 random\n"
+	"bytes, mode 0400) and a data key wrapped by it. Refuses to overwrite any; one\n"
+	"that fails half-way leaves nothing behind.\n";
 
 int ctl_init(struct ctl *c, int argc, char **argv)
 {
@@ -52,34 +73,55 @@ int ctl_init(struct ctl *c, int argc, char **argv)
 		return ctl_usage("init", "takes no arguments");
 	struct vault_err e = { 0 };
 	const char *key = c->cfg.key_file[0] ? c->cfg.key_file : VAULT_DEFAULT_KEY;
-	if (access(key, F_OK) == 0)
-		return ctl_fail("key file '%s' already exists; refusing to overwrite it", key);
+	char apath[PATH_MAX];
+	vault_config_audit_db(&c->cfg, apath);
 	struct stat st;
-	int existed = stat(c->cfg.db, &st) == 0;
-	if (make_parent(c->cfg.db) || make_parent(key))
-		return 1;
+	if (lstat(key, &st) == 0)
+		return ctl_fail("key file '%s' already exists; refusing to overwrite it", key);
+	int db_existed = lstat(c->cfg.db, &st) == 0, audit_existed = lstat(apath, &st) == 0;
+	struct made m = { .ndirs = 0 };
+	int rc = 1, key_made = 0;
+	if (make_parent(c->cfg.db, &m) || make_parent(apath, &m) || make_parent(key, &m))
+		goto undo;
 	c->db = acl_db_open(c->cfg.db, VAULT_DB_CREATE, &e);
-	if (!c->db)
-		return ctl_verr(&e);
-	if (vault_key_init(c->db, key, &e) < 0) {
-		if (!existed && e.code != VAULT_EEXIST) {
-			vault_db_close(c->db);
-			c->db = NULL;
-			unlink(c->cfg.db);
-		}
-		return ctl_verr(&e);
+	if (!c->db) {
+		rc = ctl_verr(&e);
+		goto undo;
 	}
-	struct audit_row r;
-	ctl_admin_row(&r, "init", NULL);
 	c->creating = 1;
 	if (!ctl_audit_db(c))
-		return 1;
-	if (audit_append(c->adb, &r, 1, &e) < 0)
-		return ctl_verr(&e);
-	char apath[PATH_MAX];
+		goto undo;
+	/* The key and the data key in one transaction; the audit row commits
+	 * before it. */
+	struct audit_row r;
+	ctl_admin_row(&r, "init", NULL);
+	if (vault_db_begin(c->db, &e) < 0 || vault_key_init(c->db, key, &e) < 0) {
+		rc = ctl_verr(&e);
+		goto undo;
+	}
+	key_made = 1;
+	if (audit_append(c->adb, &r, 1, &e) < 0 || vault_db_commit(c->db, &e) < 0) {
+		rc = ctl_verr(&e);
+		goto undo;
+	}
 	printf("created database %s\ncreated audit store %s\ncreated master key %s (keep it apart from backups of the database)\n",
-	       c->cfg.db, vault_config_audit_db(&c->cfg, apath), key);
+	       c->cfg.db, apath, key);
 	return 0;
+undo:
+	if (c->db)
+		vault_db_rollback(c->db);
+	vault_db_close(c->db);
+	vault_db_close(c->adb);
+	c->db = c->adb = NULL;
+	if (key_made)
+		unlink(key);
+	if (!db_existed)
+		remove_store(c->cfg.db);
+	if (!audit_existed)
+		remove_store(apath);
+	while (m.ndirs > 0)
+		rmdir(m.dirs[--m.ndirs]);
+	return rc;
 }
 
 static const char provider_usage[] =
