@@ -634,6 +634,8 @@ int ctl_secret(struct ctl *c, int argc, char **argv)
 		if (ctl_begin(c))
 			return 1;
 		int rc = ctl_end(c, vault_secret_rm(c->db, provider, key, &e), &e, "secret.rm", argv[2]);
+		if (!rc)
+			ctl_scrub(c);
 		if (!rc && !c->json)
 			printf("removed %s and all its versions\n", argv[2]);
 		return rc;
@@ -658,38 +660,56 @@ int ctl_secret(struct ctl *c, int argc, char **argv)
 }
 
 static const char rekey_usage[] =
-	"usage: scopeholdctl rekey\n\n"
+	"usage: scopeholdctl rekey [--data-key]\n\n"
 	"Create a new master key and rewrap the data key with it. The previous key file\n"
 	"is kept as KEY.retired-YYYYmmddTHHMMSSZ (mode 0400; never overwritten): backups\n"
 	"of the database taken before the rekey need it. Values are not re-encrypted; a\n"
 	"running scopeholdfs keeps working. Killed at any step, KEY still opens the\n"
-	"vault, and running rekey again finishes what was stopped.\n";
+	"vault, and running rekey again finishes what was stopped.\n\n"
+	"--data-key first re-encrypts every kept version under a new data key (one\n"
+	"transaction), for a leaked copy of the database with an old master key.\n"
+	"Restart scopeholdfs afterwards: until then it holds the old data key.\n";
 
 /* The audit row of a rekey, committed before its change. */
+struct rekey_rec {
+	struct ctl *c;
+	const char *event;
+};
+
 static int rekey_record(void *arg, const char *reason, struct vault_err *e)
 {
-	struct ctl *c = arg;
+	struct rekey_rec *rr = arg;
 	struct audit_row r;
-	ctl_admin_row(&r, "rekey", NULL);
+	ctl_admin_row(&r, rr->event, NULL);
 	r.reason = reason;
-	return audit_append(c->adb, &r, 1, e);
+	return audit_append(rr->c->adb, &r, 1, e);
 }
 
 int ctl_rekey(struct ctl *c, int argc, char **argv)
 {
 	if (ctl_wants_help(argc, argv))
 		return ctl_help(rekey_usage);
-	if (argc != 1)
-		return ctl_usage("rekey", "takes no arguments");
+	int data = argc == 2 && !strcmp(argv[1], "--data-key");
+	if (argc != 1 && !data)
+		return ctl_usage("rekey", "unexpected argument '%s'", argv[1]);
 	struct vault_err e = { 0 };
 	c->rekeying = 1;
 	if (!ctl_db(c) || !ctl_audit_db(c))
 		return 1;
-	struct vault_rekey rk = { .record = rekey_record, .arg = c };
-	if (vault_key_rekey(c->db, c->cfg.key_file[0] ? c->cfg.key_file : NULL, &rk, &e) < 0)
+	const char *key = c->cfg.key_file[0] ? c->cfg.key_file : NULL;
+	int64_t n = 0;
+	struct rekey_rec dr = { c, "rekey.data-key" }, mr = { c, "rekey" };
+	if (data && vault_key_rekey_data(c->db, key, rekey_record, &dr, &n, &e) < 0)
+		return ctl_verr(&e);
+	if (data && !c->json)
+		printf("re-encrypted %lld version%s under a new data key; restart scopeholdfs, it holds the old one\n",
+		       (long long)n, n == 1 ? "" : "s");
+	struct vault_rekey rk = { .record = rekey_record, .arg = &mr };
+	if (vault_key_rekey(c->db, key, &rk, &e) < 0)
 		return ctl_verr(&e);
 	if (c->json) {
-		printf("{\"ok\":true,\"resumed\":%s,\"retired\":", rk.resumed ? "true" : "false");
+		printf("{\"ok\":true,\"data_key\":%s,\"versions\":%lld,\"resumed\":%s,\"retired\":",
+		       data ? "true" : "false", (long long)n, rk.resumed ? "true" : "false");
 		ctl_json_str(stdout, rk.retired);
 		puts("}");
 	} else {

@@ -42,6 +42,10 @@ struct vault_db *ctl_audit_db(struct ctl *c);
 /* The data key, loaded on first use. NULL after printing why. */
 struct vault_key *ctl_key(struct ctl *c);
 
+/* After a change that removed values: vault_db_scrub, warning (one line)
+ * when it could not finish. */
+void ctl_scrub(struct ctl *c);
+
 /* Fill an admin audit row: event, result "ok", path, uid = getuid(),
  * sudo_uid from $SUDO_UID. */
 void ctl_admin_row(struct audit_row *r, const char *event, const char *path);

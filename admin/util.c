@@ -80,6 +80,17 @@ struct vault_key *ctl_key(struct ctl *c)
 	return c->key;
 }
 
+void ctl_scrub(struct ctl *c)
+{
+	struct vault_err e = { 0 };
+	int rc = vault_db_scrub(c->db, &e);
+	if (rc > 0)
+		fprintf(stderr, "scopeholdctl: warning: readers of '%s' kept its write-ahead log from being emptied; "
+			"removed values stay in '%s-wal' until its next checkpoint\n", c->cfg.db, c->cfg.db);
+	else if (rc < 0)
+		fprintf(stderr, "scopeholdctl: warning: %s\n", e.msg);
+}
+
 void ctl_admin_row(struct audit_row *r, const char *event, const char *path)
 {
 	memset(r, 0, sizeof *r);

@@ -475,6 +475,17 @@ void vault_db_rollback(struct vault_db *db)
 	db->depth = 0;
 }
 
+int vault_db_scrub(struct vault_db *db, struct vault_err *e)
+{
+	int log = 0, done = 0;
+	int rc = sqlite3_wal_checkpoint_v2(db->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+	if ((rc & 0xff) == SQLITE_BUSY)
+		return 1;
+	if (rc != SQLITE_OK)
+		return vault_fail_sql(e, db->db, rc, "checkpointing the write-ahead log");
+	return 0;
+}
+
 int64_t vault_generation(struct vault_db *db, struct vault_err *e)
 {
 	sqlite3_stmt *st = vault_db_stmt(db, "SELECT v FROM meta WHERE k = 'generation'", e);

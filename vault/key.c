@@ -424,12 +424,136 @@ finish:
 		goto out;
 	}
 	rc = 0;
+	vault_db_scrub(db, NULL); /* the old wrapping out of the -wal */
 	goto out;
 rollback:
 	vault_db_rollback(db);
 out:
 	sqlite3_exec(vault_db_handle(db), "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
 	sodium_free(m);
+	return rc;
+}
+
+/* The (secret id, version) of every kept version, malloc'd into *out. */
+static int64_t list_versions(struct vault_db *db, int64_t **out, struct vault_err *e)
+{
+	sqlite3_stmt *st = vault_db_stmt(db, "SELECT secret_id, version FROM secret_versions", e);
+	if (!st)
+		return -1;
+	int64_t n = 0, cap = 0, *v = NULL;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 256;
+			int64_t *nv = realloc(v, (size_t)cap * 2 * sizeof *v);
+			if (!nv) {
+				sqlite3_reset(st);
+				free(v);
+				return vault_fail(e, VAULT_ENOMEM, "out of memory");
+			}
+			v = nv;
+		}
+		v[2 * n] = sqlite3_column_int64(st, 0);
+		v[2 * n + 1] = sqlite3_column_int64(st, 1);
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return vault_fail_sql(e, vault_db_handle(db), rc, "listing the kept versions");
+	}
+	*out = v;
+	return n;
+}
+
+/* Open version (id, ver) with old and seal it again under nk. */
+static int reseal(struct vault_db *db, const struct vault_key *old, const struct vault_key *nk,
+		  int64_t id, int64_t ver, uint8_t *pt, struct vault_err *e)
+{
+	struct vault_sealed sl;
+	int found = vault_sealed_load(db, id, ver, &sl, e);
+	if (found <= 0)
+		return found < 0 ? -1 : vault_fail(e, VAULT_EIO, "version %lld of secret %lld vanished",
+						     (long long)ver, (long long)id);
+	int rc = -1;
+	size_t len = sl.ctlen - VAULT_TAG_BYTES;
+	uint8_t nonce[VAULT_NONCE_BYTES];
+	if (vault_sealed_open(old, &sl, pt, e) < 0)
+		goto out;
+	struct vault_ad ad = { sl.ad.secret_id, sl.ad.version, sl.provider, sl.key };
+	int sealed = vault_seal(nk, &ad, pt, len, nonce, sl.ct, e);
+	sodium_memzero(pt, len);
+	if (sealed < 0)
+		goto out;
+	sqlite3_stmt *st = vault_db_stmt(db, "UPDATE secret_versions SET nonce = ?, ct = ?"
+					     " WHERE secret_id = ? AND version = ?", e);
+	if (!st)
+		goto out;
+	sqlite3_bind_blob(st, 1, nonce, sizeof nonce, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, sl.ct, (int)sl.ctlen, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, id);
+	sqlite3_bind_int64(st, 4, ver);
+	rc = vault_db_step_done(db, st, "storing a re-encrypted version", e);
+out:
+	vault_sealed_clear(&sl);
+	return rc;
+}
+
+/* Inside the transaction: every kept version from the data key mk opens
+ * (into old) to nk, and nk wrapped by mk. */
+static int reencrypt(struct vault_db *db, const uint8_t *mk, struct vault_key *old, struct vault_key *nk,
+		     uint8_t *pt, int64_t *count, struct vault_err *e)
+{
+	int pending = vault_key_pending(db, e);
+	if (pending > 0)
+		return vault_fail(e, VAULT_EBUSY, "a rekey of '%s' was interrupted; finish it first: run: scopeholdctl rekey",
+				  vault_db_path(db));
+	int have = pending < 0 ? -1 : unwrap_load(db, sql_get_cur, mk, old->dk, NULL, e);
+	if (have == 0)
+		vault_fail(e, VAULT_ENOENT, "database '%s' has no data key; run: scopeholdctl init", vault_db_path(db));
+	int64_t *v = NULL, n = have > 0 ? list_versions(db, &v, e) : -1;
+	int rc = n < 0 ? -1 : 0;
+	crypto_aead_xchacha20poly1305_ietf_keygen(nk->dk);
+	for (int64_t i = 0; rc == 0 && i < n; i++)
+		rc = reseal(db, old, nk, v[2 * i], v[2 * i + 1], pt, e);
+	free(v);
+	if (rc == 0)
+		rc = wrap_store(db, sql_put_cur, mk, nk->dk, NULL, e);
+	*count = rc == 0 ? n : 0;
+	return rc;
+}
+
+int vault_key_rekey_data(struct vault_db *db, const char *key_file,
+			 int (*record)(void *arg, const char *reason, struct vault_err *e), void *arg,
+			 int64_t *count, struct vault_err *e)
+{
+	char buf[PATH_MAX];
+	const char *path = key_path(key_file, buf, sizeof buf);
+	*count = 0;
+	if (sodium_ready(e) < 0)
+		return -1;
+	struct vault_key old = { .dk = sodium_malloc(VAULT_KEY_BYTES) }, nk = { .dk = sodium_malloc(VAULT_KEY_BYTES) };
+	uint8_t *mk = sodium_malloc(VAULT_KEY_BYTES), *pt = sodium_malloc(VAULT_VALUE_MAX);
+	int rc = -1;
+	if (!old.dk || !nk.dk || !mk || !pt)
+		vault_fail(e, VAULT_ENOMEM, "out of memory for key material");
+	else if (master_read(path, mk, e) == 0 &&
+		 sqlite3_exec(vault_db_handle(db), "PRAGMA synchronous = FULL", NULL, NULL, NULL) == SQLITE_OK &&
+		 vault_db_begin(db, e) == 0) {
+		if (reencrypt(db, mk, &old, &nk, pt, count, e) < 0 || (record && record(arg, NULL, e) < 0) ||
+		    vault_db_commit(db, e) < 0) {
+			vault_db_rollback(db);
+			*count = 0;
+		} else {
+			rc = 0;
+			vault_db_scrub(db, NULL); /* the old ciphertexts out of the -wal */
+		}
+	}
+	sqlite3_exec(vault_db_handle(db), "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	sodium_free(old.dk);
+	sodium_free(nk.dk);
+	sodium_free(mk);
+	sodium_free(pt);
 	return rc;
 }
 

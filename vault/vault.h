@@ -96,6 +96,12 @@ int vault_db_begin(struct vault_db *db, struct vault_err *e);
 int vault_db_commit(struct vault_db *db, struct vault_err *e);
 void vault_db_rollback(struct vault_db *db);
 
+/* After a removal: copy the write-ahead log into the file (whose freed
+ * bytes secure_delete has zeroed) and truncate it, so that removed
+ * ciphertexts are gone from both. 0 done, 1 when readers kept it from
+ * finishing within the busy timeout, -1 on error. */
+int vault_db_scrub(struct vault_db *db, struct vault_err *e);
+
 /* Run the migration steps of module whose schema_version is below nsteps,
  * each in its own transaction. A version above nsteps (a newer program made
  * the file) is refused. */
@@ -144,6 +150,16 @@ struct vault_rekey {
  * KEY, the directory fsynced; the old wrapping dropped. KEY opens the vault
  * at every step; run again, it finishes a rekey that was stopped. */
 int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_rekey *rk, struct vault_err *e);
+
+/* A new data key: every kept version is decrypted and sealed again under
+ * it (a fresh nonce each), and it is wrapped by the master key in key_file,
+ * all in one transaction, with record (may be NULL) called before its
+ * commit; removed ciphertexts are then checkpointed out of the -wal.
+ * *count: the versions re-encrypted. Refused while a rekey is unfinished.
+ * A running scopeholdfs still holds the old data key until restarted. */
+int vault_key_rekey_data(struct vault_db *db, const char *key_file,
+			 int (*record)(void *arg, const char *reason, struct vault_err *e), void *arg,
+			 int64_t *count, struct vault_err *e);
 
 /* Check that path is a regular file owned by root or us, not a link, and not
  * accessible by group/others. what names it in the message ("key file"). */
