@@ -353,12 +353,13 @@ int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_reke
 	uint8_t *mk = m, *nk = m + VAULT_KEY_BYTES, *dk = m + 2 * VAULT_KEY_BYTES, *sc = m + 3 * VAULT_KEY_BYTES;
 	int rc = -1;
 	struct vault_err le = { 0 };
-	if (master_read(path, mk, e) < 0)
-		goto out;
 	/* Each commit durable before the key files move (power loss too). */
 	sqlite3_exec(vault_db_handle(db), "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 	if (vault_db_begin(db, e) < 0)
 		goto out;
+	/* Read under the write lock: a rekey that ran meanwhile changed it. */
+	if (master_read(path, mk, e) < 0)
+		goto rollback;
 	int cur = unwrap_load(db, sql_get_cur, mk, dk, NULL, &le);
 	int next = unwrap_load(db, sql_get_next, NULL, NULL, rk->retired, e);
 	if (next < 0)

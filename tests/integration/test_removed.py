@@ -72,11 +72,10 @@ def test_rekey_data_key_reencrypts_every_kept_version(build, vault, workdir, mou
         shutil.copy2(f, leaked)
     before = ciphertexts(vault.db)
     assert len(before) == 6
-    con = reader(vault.db)
-    try:
-        out = vault.ctl_ok("rekey", "--data-key").stdout
-    finally:
-        con.close()
+    running = mount_factory()  # keeps the -wal alive, and the old data key
+    rc, data, err = read_as(UID_A, running.p("dk", "b"))
+    assert rc == 0 and data == values["dk/b"], err
+    out = vault.ctl_ok("rekey", "--data-key").stdout
     assert "re-encrypted 6 versions" in out, out
     after = ciphertexts(vault.db)
     assert sorted(after) == sorted(before)
@@ -100,6 +99,10 @@ def test_rekey_data_key_reencrypts_every_kept_version(build, vault, workdir, mou
     rows = [r["event"] for r in vault.ctl_json("audit", "list")]
     assert "rekey.data-key" in rows and "rekey" in rows
     vault.ctl_ok("audit", "verify")
+    # the daemon that was running fails closed until restarted; a new one reads
+    rc, data, err = read_as(UID_A, running.p("dk", "b"))
+    assert rc != 0 and data == b"" and "Input/output error" in err, (rc, err)
+    assert running.close() == []
     m = mount_factory()
     rc, data, err = read_as(UID_A, m.p("dk", "b"))
     assert rc == 0 and data == values["dk/b"], err
