@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "acl/audit.h"
 #include "tests/unit/helpers.h"
 
 static int setup(void **state)
@@ -226,6 +227,53 @@ static void test_db_checks(void **state)
 	assert_non_null(strstr(e.msg, "newer"));
 }
 
+/* issue 16 item 3: a store this open did not create is never started
+ * anew: empty, or SQLite without our schema; the message names the file
+ * and which store it is, and the file is left as it was. */
+static void test_empty_or_foreign_store_refused(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s/zero.db", v->dir);
+	write_file(path, (const uint8_t *)"", 0, 0600);
+	for (int create = 0; create <= 1; create++) {
+		assert_null(vault_db_open(path, create ? VAULT_DB_CREATE : 0, &e));
+		assert_int_equal(e.code, VAULT_ECORRUPT);
+		assert_non_null(strstr(e.msg, "vault"));
+		assert_non_null(strstr(e.msg, path));
+		assert_non_null(strstr(e.msg, "empty"));
+		assert_null(vault_db_open(path, create ? VAULT_DB_CREATE | VAULT_DB_NOVAULT : VAULT_DB_NOVAULT, &e));
+		assert_non_null(strstr(e.msg, "audit store"));
+	}
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+
+	snprintf(path, sizeof path, "%s/foreign.db", v->dir);
+	sqlite3 *f;
+	assert_int_equal(sqlite3_open(path, &f), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(f, "CREATE TABLE notes (t TEXT)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(f);
+	chmod(path, 0600);
+	assert_int_equal(stat(path, &st), 0);
+	off_t size = st.st_size;
+	assert_null(vault_db_open(path, 0, &e));
+	assert_int_equal(e.code, VAULT_ECORRUPT);
+	assert_non_null(strstr(e.msg, "not a ScopeHold vault"));
+	assert_null(vault_db_open(path, VAULT_DB_NOMIGRATE, &e));
+	assert_int_equal(e.code, VAULT_ECORRUPT);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, size);
+	char wal[PATH_MAX + 32];
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	assert_int_equal(access(wal, F_OK), -1); /* not even put into WAL mode */
+
+	/* the vault given as the audit store has no audit schema */
+	assert_null(audit_db_open(v->db_path, 0, &e));
+	assert_non_null(strstr(e.msg, "not a ScopeHold audit store"));
+}
+
 static void test_locked_db(void **state)
 {
 	struct tvault *v = *state;
@@ -359,6 +407,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_master_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_db_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_or_foreign_store_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked_db, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rekey_keeps_every_retired_key, setup, teardown),
