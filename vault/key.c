@@ -118,7 +118,7 @@ static const char sql_switch[] =
 static const char sql_drop_next[] = "DELETE FROM datakey_next";
 
 /* Wrap dk under mk into the row of sql (sql_put_cur, or sql_put_next with
- * the retired key's name). */
+ * the suffix that names the retired key after KEY). */
 static int wrap_store(struct vault_db *db, const char *sql, const uint8_t *mk, const uint8_t *dk,
 		      const char *retired, struct vault_err *e)
 {
@@ -139,7 +139,7 @@ static int wrap_store(struct vault_db *db, const char *sql, const uint8_t *mk, c
 
 /* 1 when the row of sql (sql_get_cur or sql_get_next) exists, 0 when not,
  * -1 on error (VAULT_ECRYPTO: mk does not open it). Unwraps into dk when mk
- * is given; copies the retired key's name (PATH_MAX) when retired is. */
+ * is given; copies the retired key's suffix (PATH_MAX) when retired is. */
 static int unwrap_load(struct vault_db *db, const char *sql, const uint8_t *mk, uint8_t *dk,
 		       char *retired, struct vault_err *e)
 {
@@ -311,18 +311,18 @@ static int retired_name(const char *path, char *out, struct vault_err *e)
 	return vault_fail(e, VAULT_EEXIST, "too many retired keys '%s.retired-%s-*'; try again in a second", path, stamp);
 }
 
-/* Keep the key file at path as retired: a hard link (the same bytes and mode
- * 0400), never replacing a file; one already linked there is that. */
-static int retire(const char *path, const char *retired, struct vault_err *e)
+/* Keep the key file at path (holding mk) as retired: a hard link (the same
+ * bytes and mode 0400), never replacing a file; one already there that
+ * holds mk is that (kept by the rekey that was stopped). sc: scratch. */
+static int retire(const char *path, const char *retired, const uint8_t *mk, uint8_t *sc, struct vault_err *e)
 {
 	if (link(path, retired) == 0)
 		return 0;
 	int err = errno;
-	struct stat a, b;
-	if (err == EEXIST && stat(path, &a) == 0 && lstat(retired, &b) == 0 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-		return 0; /* by the rekey that was stopped */
-	return vault_fail(e, VAULT_EIO, "cannot keep the old master key as '%s': %s", retired, strerror(err));
+	if (err == EEXIST && master_read(retired, sc, NULL) == 0 && sodium_memcmp(sc, mk, VAULT_KEY_BYTES) == 0)
+		return 0;
+	return vault_fail(e, VAULT_EIO, "cannot keep the old master key as '%s': %s", retired,
+			  err == EEXIST ? "another file has that name" : strerror(err));
 }
 
 /* After the new wrapping is committed every failure leaves a key file that
@@ -361,9 +361,17 @@ int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_reke
 	if (master_read(path, mk, e) < 0)
 		goto rollback;
 	int cur = unwrap_load(db, sql_get_cur, mk, dk, NULL, &le);
-	int next = unwrap_load(db, sql_get_next, NULL, NULL, rk->retired, e);
+	/* The database names the retired key relative to KEY (".retired-..."). */
+	char suffix[PATH_MAX];
+	int next = unwrap_load(db, sql_get_next, NULL, NULL, suffix, e);
 	if (next < 0)
 		goto rollback;
+	if (next && (strncmp(suffix, ".retired-", 9) || strchr(suffix, '/') ||
+		     snprintf(rk->retired, PATH_MAX, "%s%s", path, suffix) >= PATH_MAX)) {
+		vault_fail(e, VAULT_ECORRUPT, "the rekey in progress in '%s' names its retired key '%.64s': damaged",
+			   vault_db_path(db), suffix);
+		goto rollback;
+	}
 	if (cur == 0) {
 		vault_fail(e, VAULT_ENOENT, "database '%s' has no data key; run: scopeholdctl init", vault_db_path(db));
 		goto rollback;
@@ -394,7 +402,7 @@ int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_reke
 		goto rollback;
 	if (master_create(tmp, nk, e) < 0)
 		goto rollback;
-	if (fsync_dir(tmp, e) < 0 || wrap_store(db, sql_put_next, nk, dk, rk->retired, e) < 0 ||
+	if (fsync_dir(tmp, e) < 0 || wrap_store(db, sql_put_next, nk, dk, rk->retired + strlen(path), e) < 0 ||
 	    (rk->record && rk->record(rk->arg, NULL, e) < 0) || vault_db_commit(db, e) < 0) {
 		unlink(tmp);
 		goto rollback;
@@ -402,7 +410,7 @@ int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_reke
 switch_files:
 	/* Both wrappings are in the database: the old file is kept, then the
 	 * new one takes its name. */
-	if (retire(path, rk->retired, e) < 0 || fsync_dir(path, e) < 0) {
+	if (retire(path, rk->retired, mk, sc, e) < 0 || fsync_dir(path, e) < 0) {
 		rc = unfinished(e, path);
 		goto out;
 	}

@@ -40,6 +40,34 @@ def key_bytes(path):
         return f.read()
 
 
+def kill_every_step(vault, shim, start, work, check):
+    """For N = 1, 2, ...: copy the directory start to work, run rekey there
+    killed at its Nth step, call check(N, completed); until a rekey
+    completes. Returns that N."""
+    db, key = os.path.join(work, "scopehold.db"), os.path.join(work, "master.key")
+    for n in range(1, 200):
+        it.rm_tree(work)
+        shutil.copytree(start, work)
+        p = vault.ctl("rekey", db=db, key=key, env=kill_env(shim, n))
+        assert p.returncode in (0, -9), f"step {n}: rekey was not killed but exited {p.returncode}: {p.stderr}"
+        check(n, p.returncode == 0)
+        if p.returncode == 0:
+            return n
+    raise AssertionError("rekey never completed")
+
+
+def pending_line(vault, db, key):
+    """The warning line that names the finishing command, or None (a verb
+    that opens the vault must work either way)."""
+    p = vault.ctl("secret", "list", db=db, key=key)
+    assert p.returncode == 0, p.stderr
+    if "run: scopeholdctl rekey" not in p.stderr:
+        assert p.stderr == "", p.stderr
+        return None
+    assert len(p.stderr.splitlines()) == 1, p.stderr
+    return p.stderr
+
+
 def test_rekey_killed_at_every_step(build, vault, workdir, mount_factory, read_as):
     shim, readall = tools(build)
     values = {f"kp{i}/key{j}": vault.put(f"kp{i}/key{j}", it.new_value()) for i in range(2) for j in range(3)}
@@ -50,28 +78,35 @@ def test_rekey_killed_at_every_step(build, vault, workdir, mount_factory, read_a
     original_key = key_bytes(vault.key)
     pristine = os.path.join(workdir, "pristine")
     shutil.copytree(vault.dir, pristine)
-    work = os.path.join(workdir, "work")
+    work, work2, pend = (os.path.join(workdir, d) for d in ("work", "work2", "pending"))
     db, key = os.path.join(work, "scopehold.db"), os.path.join(work, "master.key")
-    mounted_midway = False
-    completed = None
-    for n in range(1, 200):
-        it.rm_tree(work)
-        shutil.copytree(pristine, work)
-        p = vault.ctl("rekey", db=db, key=key, env=kill_env(shim, n))
-        if p.returncode == 0:
-            completed = n
-        else:
-            assert p.returncode == -9, f"step {n}: rekey was not killed but exited {p.returncode}: {p.stderr}"
-        # the configured key file opens the vault: at once, or after the
-        # command the one warning line names
-        ok, msg = read_all(readall, db, key, values)
-        assert ok, f"killed at step {n}: the key file at the configured path does not open the vault: {msg}"
-        check = vault.ctl("secret", "list", db=db, key=key)
-        assert check.returncode == 0, f"step {n}: {check.stderr}"
-        pending = "run: scopeholdctl rekey" in check.stderr
-        if pending:
-            assert len(check.stderr.splitlines()) == 1, check.stderr
-            if not mounted_midway and key_bytes(key) != original_key:
+    seen = {"pending": 0, "mounted": False, "inner": []}
+
+    def opens(where, n, d):
+        ok, msg = read_all(readall, os.path.join(d, "scopehold.db"), os.path.join(d, "master.key"), values)
+        assert ok, f"{where} killed at step {n}: the key file at the configured path does not open the vault: {msg}"
+
+    def kept_and_recorded(n, d):
+        # a key that changed has its audit row before or with it; the old key is kept
+        k = os.path.join(d, "master.key")
+        rows = vault.ctl_json("audit", "list", db=os.path.join(d, "scopehold.db"), key=k)
+        vault.ctl_ok("audit", "verify", db=os.path.join(d, "scopehold.db"), key=k)
+        if key_bytes(k) != original_key:
+            assert any(r["event"] == "rekey" for r in rows), f"step {n}: the key changed without an audit row"
+            retired = glob.glob(k + ".retired-*")
+            assert [key_bytes(r) for r in retired] == [original_key], f"step {n}: old key not kept: {retired}"
+
+    def finishing_killed(m, completed):
+        # the finishing command, itself killed at its mth step
+        opens("the finishing rekey", m, work2)
+        if completed:
+            assert pending_line(vault, os.path.join(work2, "scopehold.db"), os.path.join(work2, "master.key")) is None
+
+    def check(n, completed):
+        opens("rekey", n, work)
+        if pending_line(vault, db, key):
+            seen["pending"] += 1
+            if not seen["mounted"] and key_bytes(key) != original_key:
                 # the daemon starts on this half-done state, says how to
                 # finish, and serves
                 m = mount_factory(db=db, key=key)
@@ -79,33 +114,30 @@ def test_rekey_killed_at_every_step(build, vault, workdir, mount_factory, read_a
                 assert rc == 0 and data == values["kp1/key2"], f"step {n}: {err}"
                 assert m.close() == []
                 assert "run: scopeholdctl rekey" in m.final_stderr
-                mounted_midway = True
+                seen["mounted"] = True
+            it.rm_tree(pend)
+            shutil.copytree(work, pend)
+            seen["inner"].append(kill_every_step(vault, shim, pend, work2, finishing_killed))
             fin = vault.ctl("rekey", db=db, key=key)
             assert fin.returncode == 0 and "finished an interrupted rekey" in fin.stdout, \
                 f"step {n}: the finishing command failed: {fin.stderr}"
-            ok, msg = read_all(readall, db, key, values)
-            assert ok, f"step {n}: after finishing: {msg}"
-            again = vault.ctl("secret", "list", db=db, key=key)
-            assert again.returncode == 0 and again.stderr == "", again.stderr
-        assert not os.path.exists(key + ".new") or not pending, f"step {n}: KEY.new left after finishing"
-        # a key that changed has its audit row; the old key is kept
-        rows = vault.ctl_json("audit", "list", db=db, key=key)
-        vault.ctl_ok("audit", "verify", db=db, key=key)
-        if key_bytes(key) != original_key:
-            assert any(r["event"] == "rekey" for r in rows), f"step {n}: the key changed without an audit row"
-            retired = glob.glob(key + ".retired-*")
-            assert [key_bytes(r) for r in retired] == [original_key], f"step {n}: old key not kept: {retired}"
-        if completed:
-            break
-    print(f"rekey completed at step {completed}")
-    assert completed and completed > 5, f"rekey completed after {completed} steps"
-    assert mounted_midway, "no kill left a half-done rekey with the new key in place"
+            opens("rekey (then finished)", n, work)
+            assert pending_line(vault, db, key) is None
+            assert not os.path.exists(key + ".new"), f"step {n}: KEY.new left after finishing"
+        kept_and_recorded(n, work)
+
+    steps = kill_every_step(vault, shim, pristine, work, check)
+    print(f"rekey completed at step {steps}; {seen['pending']} kills left it half-done; "
+          f"their finishing rekeys took {seen['inner']} steps, each killed at every one")
+    assert steps > 5, f"rekey completed after {steps} steps"
+    assert seen["mounted"], "no kill left a half-done rekey with the new key in place"
     # the completed rekey serves through the mount
     m = mount_factory(db=db, key=key)
     rc, data, err = read_as(UID_A, m.p("kp1", "key2"))
     assert rc == 0 and data == values["kp1/key2"], err
     assert m.close() == []
-    it.rm_tree(work)
+    for d in (work, work2, pend):
+        it.rm_tree(d)
 
 
 def test_second_rekey_keeps_the_first_retired_key(build, vault, workdir):
