@@ -80,7 +80,8 @@ int ctl_init(struct ctl *c, int argc, char **argv)
 		return ctl_fail("key file '%s' already exists; refusing to overwrite it", key);
 	int db_existed = lstat(c->cfg.db, &st) == 0, audit_existed = lstat(apath, &st) == 0;
 	struct made m = { .ndirs = 0 };
-	int rc = 1, key_made = 0;
+	int rc = 1, key_made = 0, row_made = 0;
+	struct audit_row r;
 	if (make_parent(c->cfg.db, &m) || make_parent(apath, &m) || make_parent(key, &m))
 		goto undo;
 	c->db = acl_db_open(c->cfg.db, VAULT_DB_CREATE, &e);
@@ -91,16 +92,20 @@ int ctl_init(struct ctl *c, int argc, char **argv)
 	c->creating = 1;
 	if (!ctl_audit_db(c))
 		goto undo;
-	/* The key and the data key in one transaction; the audit row commits
-	 * before it. */
-	struct audit_row r;
+	/* The audit row commits first; then the key file and the data key
+	 * (one transaction). */
 	ctl_admin_row(&r, "init", NULL);
-	if (vault_db_begin(c->db, &e) < 0 || vault_key_init(c->db, key, &e) < 0) {
+	if (vault_db_begin(c->db, &e) < 0 || audit_append(c->adb, &r, 1, &e) < 0) {
+		rc = ctl_verr(&e);
+		goto undo;
+	}
+	row_made = 1;
+	if (vault_key_init(c->db, key, &e) < 0) {
 		rc = ctl_verr(&e);
 		goto undo;
 	}
 	key_made = 1;
-	if (audit_append(c->adb, &r, 1, &e) < 0 || vault_db_commit(c->db, &e) < 0) {
+	if (vault_db_commit(c->db, &e) < 0) {
 		rc = ctl_verr(&e);
 		goto undo;
 	}
@@ -108,6 +113,12 @@ int ctl_init(struct ctl *c, int argc, char **argv)
 	       c->cfg.db, apath, key);
 	return 0;
 undo:
+	if (row_made && audit_existed) { /* the trail goes on: say it failed */
+		struct vault_err e2 = { 0 };
+		r.result = "failed";
+		r.reason = "init did not complete";
+		audit_append(c->adb, &r, 1, &e2);
+	}
 	if (c->db)
 		vault_db_rollback(c->db);
 	vault_db_close(c->db);

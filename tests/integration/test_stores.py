@@ -168,3 +168,15 @@ def test_a_config_line_too_long_for_inih_is_refused_by_its_number(vault):
     os.chmod(path, 0o600)
     line = one_line_error(vault.ctl("-c", path, "provider", "list"), "long config line", rcs=(1,))
     assert "line 3" in line and "longer than" in line, line
+
+
+def test_init_over_an_initialised_vault_is_refused_and_recorded(vault):
+    """The init row commits before its change; an init that then fails is
+    recorded again as failed, and leaves no key file."""
+    other_key = os.path.join(vault.dir, "other.key")
+    line = one_line_error(vault.ctl("init", key=other_key), "init twice", rcs=(1,))
+    assert "already initialised" in line, line
+    assert not os.path.exists(other_key)
+    rows = [(r["event"], r["result"]) for r in vault.ctl_json("audit", "list") if r["event"] == "init"]
+    assert rows == [("init", "ok"), ("init", "ok"), ("init", "failed")], rows
+    vault.ctl_ok("audit", "verify")
