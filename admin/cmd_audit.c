@@ -352,6 +352,21 @@ static int audit_verify_cmd(struct ctl *c, int argc, char **argv)
 		snprintf(r.what, sizeof r.what, "the store is empty; every trail starts with its init row, "
 			 "so it was emptied or replaced");
 	}
+	/* Without a prune anchor the trail starts with init's row: else the
+	 * store was started anew under a vault that is older. */
+	sqlite3_stmt *st = !r.broken && !r.anchor_id ?
+		vault_db_stmt(c->adb, "SELECT event FROM audit WHERE id = ?", &e) : NULL;
+	if (st) {
+		sqlite3_bind_int64(st, 1, r.first_id);
+		const char *ev = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+		if (!ev || strcmp(ev, "init")) {
+			r.broken = 1;
+			r.bad_id = r.first_id;
+			snprintf(r.what, sizeof r.what, "the trail starts with a '%.32s' row, not with its init row or a "
+				 "prune anchor: the store was emptied or started anew", ev ? ev : "?");
+		}
+		sqlite3_reset(st);
+	}
 	char hx[2 * AUDIT_HASH_BYTES + 1] = "";
 	for (int i = 0; i < AUDIT_HASH_BYTES && r.rows; i++)
 		sprintf(hx + 2 * i, "%02x", r.last_hash[i]);

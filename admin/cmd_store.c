@@ -15,8 +15,15 @@
 
 #include "admin/ctl.h"
 
-/* mkdir -p of path's parent directory, mode 0700 for what it creates. */
-static int make_parent(const char *path)
+/* What init made, removed again when it fails half-way. */
+struct made {
+	char dirs[16][PATH_MAX];
+	int ndirs;
+};
+
+/* mkdir -p of path's parent directory, mode 0700 for what it creates
+ * (recorded in m). */
+static int make_parent(const char *path, struct made *m)
 {
 	char dir[PATH_MAX];
 	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
@@ -29,7 +36,9 @@ static int make_parent(const char *path)
 		if (*p == '/' || !*p) {
 			char saved = *p;
 			*p = 0;
-			if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			if (mkdir(dir, 0700) == 0 && m->ndirs < 16)
+				snprintf(m->dirs[m->ndirs++], PATH_MAX, "%s", dir);
+			else if (errno != EEXIST)
 				return ctl_fail("cannot create directory '%s': %s", dir, strerror(errno));
 			*p = saved;
 			if (!saved)
@@ -39,10 +48,22 @@ static int make_parent(const char *path)
 	return 0;
 }
 
+/* Remove a store init created: the file, its -wal, -shm and -journal. */
+static void remove_store(const char *path)
+{
+	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+	for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+		char p[PATH_MAX + 16];
+		snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+		unlink(p);
+	}
+}
+
 static const char init_usage[] =
 	"usage: scopeholdctl [--db PATH] [--key-file PATH] init\n\n"
-	"Create the database (mode 0600) and a master key file (32 random bytes, mode 0400),\n"
-	"and a data key wrapped by it. Refuses to overwrite either.\n";
+	"Create the database (mode 0600), its audit store, a master key file (32 random\n"
+	"bytes, mode 0400) and a data key wrapped by it. Refuses to overwrite any; one\n"
+	"that fails half-way leaves nothing behind.\n";
 
 int ctl_init(struct ctl *c, int argc, char **argv)
 {
@@ -52,39 +73,70 @@ int ctl_init(struct ctl *c, int argc, char **argv)
 		return ctl_usage("init", "takes no arguments");
 	struct vault_err e = { 0 };
 	const char *key = c->cfg.key_file[0] ? c->cfg.key_file : VAULT_DEFAULT_KEY;
-	if (access(key, F_OK) == 0)
-		return ctl_fail("key file '%s' already exists; refusing to overwrite it", key);
+	char apath[PATH_MAX];
+	vault_config_audit_db(&c->cfg, apath);
 	struct stat st;
-	int existed = stat(c->cfg.db, &st) == 0;
-	if (make_parent(c->cfg.db) || make_parent(key))
-		return 1;
-	c->db = acl_db_open(c->cfg.db, VAULT_DB_CREATE, &e);
-	if (!c->db)
-		return ctl_verr(&e);
-	if (vault_key_init(c->db, key, &e) < 0) {
-		if (!existed && e.code != VAULT_EEXIST) {
-			vault_db_close(c->db);
-			c->db = NULL;
-			unlink(c->cfg.db);
-		}
-		return ctl_verr(&e);
-	}
+	if (lstat(key, &st) == 0)
+		return ctl_fail("key file '%s' already exists; refusing to overwrite it", key);
+	int db_existed = lstat(c->cfg.db, &st) == 0, audit_existed = lstat(apath, &st) == 0;
+	struct made m = { .ndirs = 0 };
+	int rc = 1, key_made = 0, row_made = 0;
 	struct audit_row r;
-	ctl_admin_row(&r, "init", NULL);
+	if (make_parent(c->cfg.db, &m) || make_parent(apath, &m) || make_parent(key, &m))
+		goto undo;
+	c->db = acl_db_open(c->cfg.db, VAULT_DB_CREATE, &e);
+	if (!c->db) {
+		rc = ctl_verr(&e);
+		goto undo;
+	}
 	c->creating = 1;
 	if (!ctl_audit_db(c))
-		return 1;
-	if (audit_append(c->adb, &r, 1, &e) < 0)
-		return ctl_verr(&e);
-	char apath[PATH_MAX];
+		goto undo;
+	/* The audit row commits first; then the key file and the data key
+	 * (one transaction). */
+	ctl_admin_row(&r, "init", NULL);
+	if (vault_db_begin(c->db, &e) < 0 || audit_append(c->adb, &r, 1, &e) < 0) {
+		rc = ctl_verr(&e);
+		goto undo;
+	}
+	row_made = 1;
+	if (vault_key_init(c->db, key, &e) < 0) {
+		rc = ctl_verr(&e);
+		goto undo;
+	}
+	key_made = 1;
+	if (vault_db_commit(c->db, &e) < 0) {
+		rc = ctl_verr(&e);
+		goto undo;
+	}
 	if (c->json) {
-		ctl_json_ok("init", c->cfg.db, "\"audit_db\":\"%s\",\"key_file\":\"%s\"",
-			    vault_config_audit_db(&c->cfg, apath), key);
+		ctl_json_ok("init", c->cfg.db, "\"audit_db\":\"%s\",\"key_file\":\"%s\"", apath, key);
 		return 0;
 	}
 	printf("created database %s\ncreated audit store %s\ncreated master key %s (keep it apart from backups of the database)\n",
-	       c->cfg.db, vault_config_audit_db(&c->cfg, apath), key);
+	       c->cfg.db, apath, key);
 	return 0;
+undo:
+	if (row_made && audit_existed) { /* the trail goes on: say it failed */
+		struct vault_err e2 = { 0 };
+		r.result = "failed";
+		r.reason = "init did not complete";
+		audit_append(c->adb, &r, 1, &e2);
+	}
+	if (c->db)
+		vault_db_rollback(c->db);
+	vault_db_close(c->db);
+	vault_db_close(c->adb);
+	c->db = c->adb = NULL;
+	if (key_made)
+		unlink(key);
+	if (!db_existed)
+		remove_store(c->cfg.db);
+	if (!audit_existed)
+		remove_store(apath);
+	while (m.ndirs > 0)
+		rmdir(m.dirs[--m.ndirs]);
+	return rc;
 }
 
 static const char provider_usage[] =
@@ -371,12 +423,14 @@ static int secret_versions(struct ctl *c, const char *pk)
 	return rc == SQLITE_DONE ? 0 : ctl_fail("listing versions failed");
 }
 
-/* Read path (a regular file, not a link) into buf (VAULT_VALUE_MAX + 1
- * bytes of locked memory, reused for every file). */
-static ssize_t read_value_file(const char *path, uint8_t *buf)
+/* Read name in the directory dfd (a regular file, not a link) into buf
+ * (VAULT_VALUE_MAX + 1 bytes of locked memory, reused for every file); path
+ * names it in messages only: opened relative to the directory already
+ * checked, a swapped directory or link is never followed. */
+static ssize_t read_value_file(int dfd, const char *name, const char *path, uint8_t *buf)
 {
 	/* O_NONBLOCK: a FIFO must not hang the import (it is refused below) */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return ctl_fail("cannot open '%s': %s", path, errno == ELOOP ? "a symbolic link" : strerror(errno)), -1;
 	struct stat st;
@@ -458,9 +512,14 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 		return 1;
 	if (project && acl_project_id(c->db, project, &e) <= 0)
 		return e.msg[0] ? ctl_verr(&e) : ctl_fail("project '%s' does not exist", project);
-	DIR *top = opendir(dir);
-	if (!top)
-		return ctl_fail("cannot read directory '%s': %s", dir, strerror(errno));
+	int tfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+	DIR *top = tfd >= 0 ? fdopendir(tfd) : NULL;
+	if (!top) {
+		int err = errno;
+		if (tfd >= 0)
+			close(tfd);
+		return ctl_fail("cannot read directory '%s': %s", dir, strerror(err));
+	}
 	uint8_t *val = sodium_malloc(VAULT_VALUE_MAX + 1);
 	if (!val) {
 		closedir(top);
@@ -480,13 +539,15 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 			rc = ctl_fail("'%s': %s", pdir, e.msg);
 			break;
 		}
-		int pfd = open(pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		/* Everything below is opened relative to this descriptor. */
+		int pfd = openat(tfd, pd->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		DIR *sub = pfd >= 0 ? fdopendir(pfd) : NULL;
 		if (!sub) {
 			int err = errno;
 			struct stat lst;
 			rc = ctl_fail("cannot read directory '%s': %s", pdir,
-				      lstat(pdir, &lst) == 0 && S_ISLNK(lst.st_mode) ? "a symbolic link" : strerror(err));
+				      fstatat(tfd, pd->d_name, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)
+				      ? "a symbolic link" : strerror(err));
 			if (pfd >= 0)
 				close(pfd);
 			break;
@@ -515,7 +576,7 @@ static int secret_import(struct ctl *c, int argc, char **argv)
 				rc = ctl_fail("more than %d files under '%s'", IMPORT_MAX, dir);
 				break;
 			}
-			ssize_t len = read_value_file(fpath, val);
+			ssize_t len = read_value_file(pfd, kd->d_name, fpath, val);
 			if (len < 0) {
 				rc = 1;
 				break;
@@ -620,29 +681,62 @@ int ctl_secret(struct ctl *c, int argc, char **argv)
 }
 
 static const char rekey_usage[] =
-	"usage: scopeholdctl rekey\n\n"
-	"Create a new master key and rewrap the data key with it. The old key file is\n"
-	"kept as KEY.old until you remove it. Values are not re-encrypted; a running\n"
-	"scopeholdfs keeps working.\n";
+	"usage: scopeholdctl rekey [--data-key]\n\n"
+	"Create a new master key and rewrap the data key with it. The previous key file\n"
+	"is kept as KEY.retired-YYYYmmddTHHMMSSZ (mode 0400; never overwritten): backups\n"
+	"of the database taken before the rekey need it. Values are not re-encrypted; a\n"
+	"running scopeholdfs keeps working. Killed at any step, KEY still opens the\n"
+	"vault, and running rekey again finishes what was stopped.\n\n"
+	"--data-key first re-encrypts every kept version under a new data key (one\n"
+	"transaction), for a leaked copy of the database with an old master key.\n"
+	"Restart scopeholdfs afterwards: until then it holds the old data key.\n";
+
+/* The audit row of a rekey, committed before its change. */
+struct rekey_rec {
+	struct ctl *c;
+	const char *event;
+};
+
+static int rekey_record(void *arg, const char *reason, struct vault_err *e)
+{
+	struct rekey_rec *rr = arg;
+	struct audit_row r;
+	ctl_admin_row(&r, rr->event, NULL);
+	r.reason = reason;
+	return audit_append(rr->c->adb, &r, 1, e);
+}
 
 int ctl_rekey(struct ctl *c, int argc, char **argv)
 {
 	if (ctl_wants_help(argc, argv))
 		return ctl_help(rekey_usage);
-	if (argc != 1)
-		return ctl_usage("rekey", "takes no arguments");
+	int data = argc == 2 && !strcmp(argv[1], "--data-key");
+	if (argc != 1 && !data)
+		return ctl_usage("rekey", "unexpected argument '%s'", argv[1]);
 	struct vault_err e = { 0 };
-	if (!ctl_db(c))
+	c->rekeying = 1;
+	if (!ctl_db(c) || !ctl_audit_db(c))
 		return 1;
-	if (vault_key_rekey(c->db, c->cfg.key_file[0] ? c->cfg.key_file : NULL, &e) < 0)
+	const char *key = c->cfg.key_file[0] ? c->cfg.key_file : NULL;
+	int64_t n = 0;
+	struct rekey_rec dr = { c, "rekey.data-key" }, mr = { c, "rekey" };
+	if (data && vault_key_rekey_data(c->db, key, rekey_record, &dr, &n, &e) < 0)
 		return ctl_verr(&e);
-	struct audit_row r;
-	ctl_admin_row(&r, "rekey", NULL);
-	if (!ctl_audit_db(c) || audit_append(c->adb, &r, 1, &e) < 0)
-		return e.msg[0] ? ctl_verr(&e) : 1;
-	if (c->json)
-		ctl_json_ok("rekey", NULL, NULL);
-	else
-		printf("master key replaced; the previous one is kept beside it as .old\n");
+	if (data && !c->json)
+		printf("re-encrypted %lld version%s under a new data key; restart scopeholdfs, it holds the old one\n",
+		       (long long)n, n == 1 ? "" : "s");
+	struct vault_rekey rk = { .record = rekey_record, .arg = &mr };
+	if (vault_key_rekey(c->db, key, &rk, &e) < 0)
+		return ctl_verr(&e);
+	if (c->json) {
+		printf("{\"ok\":true,\"action\":\"rekey\",\"data_key\":%s,\"versions\":%lld,\"resumed\":%s,\"retired\":",
+		       data ? "true" : "false", (long long)n, rk.resumed ? "true" : "false");
+		ctl_json_str(stdout, rk.retired);
+		puts("}");
+	} else {
+		printf("%s; the previous one is kept as %s: backups of the database taken before now need it\n",
+		       rk.resumed ? "finished an interrupted rekey: master key replaced" : "master key replaced",
+		       rk.retired);
+	}
 	return 0;
 }

@@ -69,6 +69,7 @@ int ctl_secret_rm(struct ctl *c, int argc, char **argv)
 	int rc = ctl_end_why(c, vault_secret_rm(c->db, provider, key, &e), &e, "secret.rm", pk, what);
 	if (rc)
 		return rc;
+	ctl_scrub(c); /* the removed ciphertexts leave the WAL too */
 	if (c->json)
 		ctl_json_ok("secret.rm", pk, "\"versions\":%lld,\"grants\":%lld,\"assignments\":%lld", n[0], n[1], n[2]);
 	else

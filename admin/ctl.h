@@ -16,6 +16,7 @@ struct ctl {
 	struct vault_db *adb;  /* the audit store: ctl_audit_db() opens it */
 	struct vault_key *key; /* ctl_key() loads it */
 	int creating;          /* init: the audit store may be created */
+	int rekeying;          /* rekey: no warning about a rekey in progress */
 };
 
 /* A verb group: `scopeholdctl NAME ...`. fn gets argv[0] == NAME. Returns
@@ -48,6 +49,10 @@ struct vault_db *ctl_db(struct ctl *c);
 struct vault_db *ctl_audit_db(struct ctl *c);
 /* The data key, loaded on first use. NULL after printing why. */
 struct vault_key *ctl_key(struct ctl *c);
+
+/* After a change that removed values: vault_db_scrub, warning (one line)
+ * when it could not finish. */
+void ctl_scrub(struct ctl *c);
 
 /* Fill an admin audit row: event, result "ok", path, uid = getuid(),
  * sudo_uid from $SUDO_UID. */

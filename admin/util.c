@@ -83,6 +83,9 @@ struct vault_db *ctl_db(struct ctl *c)
 		ctl_verr(&e);
 	else
 		vault_db_set_keep_versions(c->db, c->cfg.keep_versions);
+	if (c->db && !c->rekeying && vault_key_pending(c->db, &e) == 1)
+		fprintf(stderr, "scopeholdctl: warning: a rekey of '%s' was interrupted; run: scopeholdctl rekey "
+			"to finish it\n", c->cfg.db);
 	return c->db;
 }
 
@@ -112,6 +115,17 @@ struct vault_key *ctl_key(struct ctl *c)
 	if (!c->key)
 		ctl_verr(&e);
 	return c->key;
+}
+
+void ctl_scrub(struct ctl *c)
+{
+	struct vault_err e = { 0 };
+	int rc = vault_db_scrub(c->db, &e);
+	if (rc > 0)
+		fprintf(stderr, "scopeholdctl: warning: readers of '%s' kept its write-ahead log from being emptied; "
+			"removed values stay in '%s-wal' until its next checkpoint\n", c->cfg.db, c->cfg.db);
+	else if (rc < 0)
+		fprintf(stderr, "scopeholdctl: warning: %s\n", e.msg);
 }
 
 void ctl_admin_row(struct audit_row *r, const char *event, const char *path)

@@ -23,6 +23,9 @@ static int state_open(struct fs_state *fs)
 	if (!db)
 		goto fail;
 	fs->key = vault_key_load(db, fs->cfg.key_file, &e);
+	if (fs->key && vault_key_pending(db, &e) == 1)
+		fprintf(stderr, "scopeholdfs: warning: a rekey of '%s' was interrupted; run: scopeholdctl rekey "
+			"to finish it\n", fs->cfg.db);
 	vault_db_close(db);
 	if (!fs->key)
 		goto fail;

@@ -1,6 +1,7 @@
 /* config.c - read /etc/scopehold/scopehold.ini (or $SCOPEHOLD_CONFIG) with inih
  * into struct vault_config. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,60 @@ static int handler(void *user, const char *section, const char *name, const char
 	return ok;
 }
 
+/* inih reads a line into a buffer of 200 bytes (Debian's build) and parses
+ * a longer one as two, naming the wrong line: such lines are refused first. */
+#define CONFIG_LINE_MAX 198
+#define CONFIG_SIZE_MAX (1 << 20)
+
+/* The whole file, NUL-terminated (malloc'd), or NULL with *e. */
+static char *read_text(int fd, const char *path, struct vault_err *e)
+{
+	size_t len = 0;
+	char *buf = malloc(CONFIG_SIZE_MAX + 1);
+	if (!buf) {
+		vault_fail(e, VAULT_ENOMEM, "out of memory reading config file '%s'", path);
+		return NULL;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, CONFIG_SIZE_MAX + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			vault_fail(e, VAULT_EIO, "cannot read config file '%s': %s", path, strerror(errno));
+			break;
+		}
+		len += (size_t)n;
+		if (len > CONFIG_SIZE_MAX) {
+			vault_fail(e, VAULT_EINVAL, "config file '%s' is larger than %d bytes", path, CONFIG_SIZE_MAX);
+			break;
+		}
+		if (n == 0) {
+			if (memchr(buf, 0, len)) {
+				vault_fail(e, VAULT_EINVAL, "config file '%s' contains a NUL byte", path);
+				break;
+			}
+			buf[len] = 0;
+			return buf;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* The number (from 1) of the first line longer than CONFIG_LINE_MAX
+ * characters, 0 when none is. */
+static int long_line(const char *text)
+{
+	int line = 1;
+	for (const char *p = text; *p; line++) {
+		size_t n = strcspn(p, "\n");
+		if (n > CONFIG_LINE_MAX)
+			return line;
+		p += n + (p[n] == '\n');
+	}
+	return 0;
+}
+
 const char *vault_config_audit_db(const struct vault_config *c, char *buf)
 {
 	if (c->audit_db[0]) {
@@ -114,8 +169,9 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 		path = VAULT_DEFAULT_CONFIG;
 		explicit = 0;
 	}
-	FILE *f = fopen(path, "re");
-	if (!f) {
+	/* O_NONBLOCK: a FIFO is refused below, never waited on. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
 		if (errno == ENOENT && !explicit)
 			return 0;
 		return vault_fail(e, errno == ENOENT ? VAULT_ENOENT : VAULT_EIO,
@@ -124,21 +180,36 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	/* It names the database, the key and where callers are read from:
 	 * only root (or we) may be able to change it. */
 	struct stat st;
-	if (fstat(fileno(f), &st) < 0) {
-		fclose(f);
-		return vault_fail(e, VAULT_EIO, "cannot stat config file '%s': %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		int err = errno;
+		close(fd);
+		return vault_fail(e, VAULT_EIO, "cannot stat config file '%s': %s", path, strerror(err));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return vault_fail(e, VAULT_EINVAL, "config file '%s' is not a regular file", path);
 	}
 	if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022)) {
-		fclose(f);
+		close(fd);
 		if (st.st_mode & 022)
 			return vault_fail(e, VAULT_EPERM, "config file '%s' is writable by group or others (mode %04o); run: chmod go-w '%s'",
 					  path, (unsigned)(st.st_mode & 07777), path);
 		return vault_fail(e, VAULT_EPERM, "config file '%s' is owned by uid %u, not root; run: chown root '%s'",
 				  path, (unsigned)st.st_uid, path);
 	}
+	char *text = read_text(fd, path, e);
+	close(fd);
+	if (!text)
+		return -1;
+	int line = long_line(text);
+	if (line) {
+		free(text);
+		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d is longer than %d characters; "
+				  "refusing it", path, line, CONFIG_LINE_MAX);
+	}
 	struct parse p = { .c = c };
-	int line = ini_parse_file(f, handler, &p);
-	fclose(f);
+	line = ini_parse_string(text, handler, &p);
+	free(text);
 	if (line < 0)
 		return vault_fail(e, VAULT_EIO, "cannot read config file '%s'", path);
 	if (line == 0 && (!c->db[0] || strlen(c->db) + sizeof "-audit.db" > PATH_MAX))

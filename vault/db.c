@@ -19,6 +19,8 @@
 struct vault_db {
 	sqlite3 *db;
 	char *path;
+	const char *kind; /* "vault" or "audit store", for messages */
+	int fresh;        /* this open created the file: it may be given a schema */
 	int depth; /* nesting of vault_db_begin: 1 is BEGIN, deeper are SAVEPOINTs */
 	int keep_versions; /* versions of a secret a put keeps */
 	int nstmt;
@@ -50,8 +52,11 @@ int vault_fail_sql(struct vault_err *e, sqlite3 *db, int rc, const char *what)
 				  "%s: database is locked by another process (still busy after %d ms)",
 				  what, BUSY_TIMEOUT_MS);
 	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB:
-		return vault_fail(e, VAULT_ECORRUPT, "%s: database file is corrupt or not a ScopeHold database", what);
+	case SQLITE_NOTADB: {
+		const char *file = db ? sqlite3_db_filename(db, "main") : NULL;
+		return vault_fail(e, VAULT_ECORRUPT, "%s: database file '%s' is corrupt or not a ScopeHold database",
+				  what, file && *file ? file : "?");
+	}
 	case SQLITE_READONLY:
 	case SQLITE_CANTOPEN:
 	case SQLITE_FULL:
@@ -60,6 +65,12 @@ int vault_fail_sql(struct vault_err *e, sqlite3 *db, int rc, const char *what)
 	case SQLITE_NOMEM:
 		return vault_fail(e, VAULT_ENOMEM, "%s: out of memory", what);
 	default:
+		if (db && !strncmp(sqlite3_errmsg(db), "no such table", 13)) {
+			/* a table of ours dropped: damaged, or another program's file */
+			const char *file = sqlite3_db_filename(db, "main");
+			return vault_fail(e, VAULT_ECORRUPT, "%s: %s in '%s': the file is damaged or not a ScopeHold database",
+					  what, sqlite3_errmsg(db), file && *file ? file : "?");
+		}
 		return vault_fail(e, VAULT_EIO, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 	}
 }
@@ -180,6 +191,12 @@ static const char *const vault_steps[] = {
 	"  PRIMARY KEY (secret_id, version)) STRICT, WITHOUT ROWID;",
 	/* 2: who stored each version (secret versions) */
 	"ALTER TABLE secret_versions ADD COLUMN created_uid INTEGER;",
+	/* 3. A rekey in progress: the data key wrapped by the new master key
+	 * (beside the old wrapping in datakey) and where the old key file is
+	 * kept; see vault_key_rekey. */
+	"CREATE TABLE datakey_next (id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  nonce BLOB NOT NULL, wrapped BLOB NOT NULL, created_ns INTEGER NOT NULL,"
+	"  retired TEXT NOT NULL) STRICT;",
 };
 
 void vault_db_set_keep_versions(struct vault_db *db, int n)
@@ -200,9 +217,38 @@ static int exec_sql(struct vault_db *db, const char *sql, const char *what, stru
 	return 0;
 }
 
+/* 1 when the file has a schema_version table, 0 when not, -1 on error. */
+static int has_schema(struct vault_db *db, struct vault_err *e)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db->db, "SELECT 1 FROM sqlite_master WHERE type = 'table'"
+				    " AND name = 'schema_version'", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return vault_fail_sql(e, db->db, rc, "reading the schema");
+}
+
+/* A file this open did not create gets no schema: it is refused. */
+static int refuse_foreign(struct vault_db *db, const char *module, struct vault_err *e)
+{
+	return vault_fail(e, VAULT_ECORRUPT, "%s '%s' is not a ScopeHold %s (it has no %s schema); refusing "
+			  "to start it anew: restore it from a backup, or move it away and run scopeholdctl init",
+			  db->kind, db->path, db->kind, module);
+}
+
 int vault_migrate(struct vault_db *db, const char *module,
 		  const char *const *steps, int nsteps, struct vault_err *e)
 {
+	if (!db->fresh) {
+		int have = has_schema(db, e);
+		if (have <= 0)
+			return have < 0 ? -1 : refuse_foreign(db, module, e);
+	}
 	if (exec_sql(db, "CREATE TABLE IF NOT EXISTS schema_version ("
 			 " module TEXT PRIMARY KEY, version INTEGER NOT NULL) STRICT",
 		     "creating schema_version", e) < 0)
@@ -231,6 +277,10 @@ int vault_migrate(struct vault_db *db, const char *module,
 		if (have == nsteps) {
 			vault_db_rollback(db);
 			return 0;
+		}
+		if (have == 0 && !db->fresh) {
+			refuse_foreign(db, module, e);
+			goto fail;
 		}
 		if (exec_sql(db, steps[have], "migrating schema", e) < 0)
 			goto fail;
@@ -264,35 +314,45 @@ struct vault_db *vault_db_open(const char *path, unsigned flags, struct vault_er
 		vault_fail(e, VAULT_ENOMEM, "out of memory");
 		return NULL;
 	}
+	db->kind = (flags & VAULT_DB_NOVAULT) ? "audit store" : "vault";
 	/* O_PATH: closing a real descriptor of the database would drop the
 	 * POSIX locks SQLite holds through this process's other connections. */
 	int fd = open(path, O_PATH | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT && (flags & VAULT_DB_CREATE)) {
 		int cfd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (cfd < 0) {
-			vault_fail(e, VAULT_EIO, "cannot create database '%s': %s", path, strerror(errno));
+			vault_fail(e, VAULT_EIO, "cannot create %s '%s': %s", db->kind, path, strerror(errno));
 			goto err;
 		}
 		close(cfd); /* nothing locks a file that was just created */
+		db->fresh = 1;
 		fd = open(path, O_PATH | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd < 0) {
 		if (errno == ENOENT)
-			vault_fail(e, VAULT_ENOENT, "database '%s' does not exist; run: scopeholdctl init", path);
+			vault_fail(e, VAULT_ENOENT, "%s '%s' does not exist; run: scopeholdctl init", db->kind, path);
 		else
-			vault_fail(e, VAULT_EIO, "cannot open database '%s': %s", path, strerror(errno));
+			vault_fail(e, VAULT_EIO, "cannot open %s '%s': %s", db->kind, path, strerror(errno));
 		goto err;
 	}
 	struct stat lst;
 	if (fstat(fd, &lst) == 0 && S_ISLNK(lst.st_mode)) {
 		close(fd);
-		vault_fail(e, VAULT_EPERM, "database '%s' is a symbolic link; refusing it", path);
+		vault_fail(e, VAULT_EPERM, "%s '%s' is a symbolic link; refusing it", db->kind, path);
 		goto err;
 	}
-	int rc = vault_file_check("database", path, fd, e);
+	int rc = vault_file_check(db->kind, path, fd, e);
 	close(fd);
 	if (rc < 0)
 		goto err;
+	/* SQLite takes an empty file for a new database: only one this open
+	 * created may be one (an emptied store is never started anew). */
+	if (!db->fresh && lst.st_size == 0) {
+		vault_fail(e, VAULT_ECORRUPT, "%s '%s' is empty (0 bytes): it was emptied or replaced; refusing to "
+			   "start it anew: restore it from a backup, or move it away and run scopeholdctl init",
+			   db->kind, path);
+		goto err;
+	}
 
 	int oflags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
 		     ((flags & VAULT_DB_READONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
@@ -306,8 +366,19 @@ struct vault_db *vault_db_open(const char *path, unsigned flags, struct vault_er
 	/* A file that is not SQLite fails here with SQLITE_NOTADB. */
 	if (exec_sql(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
 			 "PRAGMA trusted_schema = OFF; PRAGMA secure_delete = ON",
-		     "opening database", e) < 0)
+		     "opening database", e) < 0) {
+		if (e && e->code == VAULT_ECORRUPT)
+			vault_fail(e, VAULT_ECORRUPT, "%s '%s' is corrupt or not a ScopeHold %s", db->kind, path, db->kind);
 		goto err;
+	}
+	/* Before WAL mode is set: a foreign file is left as it was. */
+	if (!db->fresh) {
+		rc = has_schema(db, e);
+		if (rc == 0)
+			refuse_foreign(db, "ScopeHold", e);
+		if (rc <= 0)
+			goto err;
+	}
 	if (!(flags & VAULT_DB_READONLY)) {
 		sqlite3_stmt *st;
 		rc = sqlite3_prepare_v2(db->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
@@ -319,13 +390,9 @@ struct vault_db *vault_db_open(const char *path, unsigned flags, struct vault_er
 			goto err;
 		}
 	}
-	if (flags & VAULT_DB_NOMIGRATE) {
-		if (exec_sql(db, "SELECT version FROM schema_version LIMIT 1", "checking schema_version", e) < 0)
-			goto err;
-	} else if (!(flags & VAULT_DB_NOVAULT) && vault_migrate(db, "vault", vault_steps,
-				 (int)(sizeof vault_steps / sizeof *vault_steps), e) < 0) {
+	if (!(flags & (VAULT_DB_NOMIGRATE | VAULT_DB_NOVAULT)) &&
+	    vault_migrate(db, "vault", vault_steps, (int)(sizeof vault_steps / sizeof *vault_steps), e) < 0)
 		goto err;
-	}
 	/* SQLite creates -wal and -shm with the database's mode. */
 	return db;
 err:
@@ -421,6 +488,17 @@ void vault_db_rollback(struct vault_db *db)
 	if (!sqlite3_get_autocommit(db->db))
 		sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
 	db->depth = 0;
+}
+
+int vault_db_scrub(struct vault_db *db, struct vault_err *e)
+{
+	int log = 0, done = 0;
+	int rc = sqlite3_wal_checkpoint_v2(db->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+	if ((rc & 0xff) == SQLITE_BUSY)
+		return 1;
+	if (rc != SQLITE_OK)
+		return vault_fail_sql(e, db->db, rc, "checkpointing the write-ahead log");
+	return 0;
 }
 
 int64_t vault_generation(struct vault_db *db, struct vault_err *e)

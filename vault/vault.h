@@ -5,6 +5,7 @@
 #ifndef SCOPEHOLD_VAULT_H
 #define SCOPEHOLD_VAULT_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -102,6 +103,12 @@ int vault_db_begin(struct vault_db *db, struct vault_err *e);
 int vault_db_commit(struct vault_db *db, struct vault_err *e);
 void vault_db_rollback(struct vault_db *db);
 
+/* After a removal: copy the write-ahead log into the file (whose freed
+ * bytes secure_delete has zeroed) and truncate it, so that removed
+ * ciphertexts are gone from both. 0 done, 1 when readers kept it from
+ * finishing within the busy timeout, -1 on error. */
+int vault_db_scrub(struct vault_db *db, struct vault_err *e);
+
 /* Run the migration steps of module whose schema_version is below nsteps,
  * each in its own transaction. A version above nsteps (a newer program made
  * the file) is refused. */
@@ -129,9 +136,37 @@ int vault_key_init(struct vault_db *db, const char *key_file, struct vault_err *
 struct vault_key *vault_key_load(struct vault_db *db, const char *key_file, struct vault_err *e);
 void vault_key_free(struct vault_key *k);
 
-/* Write a new master key to key_file (the old one renamed to key_file.old
- * after the data key is rewrapped and committed). */
-int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_err *e);
+/* A rekey in progress (datakey_next holds the new wrapping): 1, 0 when
+ * none, -1 on error. Then `scopeholdctl rekey` finishes it. */
+int vault_key_pending(struct vault_db *db, struct vault_err *e);
+
+struct vault_rekey {
+	/* The audit row, called inside the transaction of the first change
+	 * (reason NULL), or of the only one left when finishing a rekey that
+	 * was stopped; nonzero (with *e) aborts. May be NULL. */
+	int (*record)(void *arg, const char *reason, struct vault_err *e);
+	void *arg;
+	int resumed;            /* out: 1 when it finished an interrupted rekey */
+	char retired[PATH_MAX]; /* out: where the previous master key is kept */
+};
+
+/* Replace the master key in key_file. Steps, each safe to be killed after:
+ * KEY.new written and fsynced; the data key wrapped by it committed beside
+ * the old wrapping (with rk->record); the old key hard-linked to
+ * KEY.retired-YYYYmmddTHHMMSSZ (never replacing a file); KEY.new renamed to
+ * KEY, the directory fsynced; the old wrapping dropped. KEY opens the vault
+ * at every step; run again, it finishes a rekey that was stopped. */
+int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_rekey *rk, struct vault_err *e);
+
+/* A new data key: every kept version is decrypted and sealed again under
+ * it (a fresh nonce each), and it is wrapped by the master key in key_file,
+ * all in one transaction, with record (may be NULL) called before its
+ * commit; removed ciphertexts are then checkpointed out of the -wal.
+ * *count: the versions re-encrypted. Refused while a rekey is unfinished.
+ * A running scopeholdfs still holds the old data key until restarted. */
+int vault_key_rekey_data(struct vault_db *db, const char *key_file,
+			 int (*record)(void *arg, const char *reason, struct vault_err *e), void *arg,
+			 int64_t *count, struct vault_err *e);
 
 /* Check that path is a regular file owned by root or us, not a link, and not
  * accessible by group/others. what names it in the message ("key file"). */

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "acl/audit.h"
 #include "tests/unit/helpers.h"
 
 static int setup(void **state)
@@ -226,6 +227,53 @@ static void test_db_checks(void **state)
 	assert_non_null(strstr(e.msg, "newer"));
 }
 
+/* issue 16 item 3: a store this open did not create is never started
+ * anew: empty, or SQLite without our schema; the message names the file
+ * and which store it is, and the file is left as it was. */
+static void test_empty_or_foreign_store_refused(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s/zero.db", v->dir);
+	write_file(path, (const uint8_t *)"", 0, 0600);
+	for (int create = 0; create <= 1; create++) {
+		assert_null(vault_db_open(path, create ? VAULT_DB_CREATE : 0, &e));
+		assert_int_equal(e.code, VAULT_ECORRUPT);
+		assert_non_null(strstr(e.msg, "vault"));
+		assert_non_null(strstr(e.msg, path));
+		assert_non_null(strstr(e.msg, "empty"));
+		assert_null(vault_db_open(path, create ? VAULT_DB_CREATE | VAULT_DB_NOVAULT : VAULT_DB_NOVAULT, &e));
+		assert_non_null(strstr(e.msg, "audit store"));
+	}
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+
+	snprintf(path, sizeof path, "%s/foreign.db", v->dir);
+	sqlite3 *f;
+	assert_int_equal(sqlite3_open(path, &f), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(f, "CREATE TABLE notes (t TEXT)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(f);
+	chmod(path, 0600);
+	assert_int_equal(stat(path, &st), 0);
+	off_t size = st.st_size;
+	assert_null(vault_db_open(path, 0, &e));
+	assert_int_equal(e.code, VAULT_ECORRUPT);
+	assert_non_null(strstr(e.msg, "not a ScopeHold vault"));
+	assert_null(vault_db_open(path, VAULT_DB_NOMIGRATE, &e));
+	assert_int_equal(e.code, VAULT_ECORRUPT);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, size);
+	char wal[PATH_MAX + 32];
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	assert_int_equal(access(wal, F_OK), -1); /* not even put into WAL mode */
+
+	/* the vault given as the audit store has no audit schema */
+	assert_null(audit_db_open(v->db_path, 0, &e));
+	assert_non_null(strstr(e.msg, "not a ScopeHold audit store"));
+}
+
 static void test_locked_db(void **state)
 {
 	struct tvault *v = *state;
@@ -247,12 +295,15 @@ static void test_rekey(void **state)
 	struct tvault *v = *state;
 	struct vault_err e = { 0 };
 	assert_int_equal(vault_secret_put(v->db, v->key, "p", "k", (const uint8_t *)"value", 5, 1, NULL, &e), 0);
-	char old[PATH_MAX + 8];
-	snprintf(old, sizeof old, "%s.old", v->key_path);
-	if (vault_key_rekey(v->db, v->key_path, &e) < 0)
+	struct vault_rekey rk = { 0 };
+	if (vault_key_rekey(v->db, v->key_path, &rk, &e) < 0)
 		fail_msg("rekey: %s", e.msg);
+	assert_int_equal(rk.resumed, 0);
+	assert_int_equal(vault_key_pending(v->db, &e), 0);
 	/* the old key no longer opens the data key; the new one does, and
 	 * values sealed before still decrypt */
+	const char *old = rk.retired;
+	assert_non_null(strstr(old, ".retired-"));
 	assert_null(vault_key_load(v->db, old, &e));
 	assert_int_equal(e.code, VAULT_ECRYPTO);
 	struct vault_key *k = vault_key_load(v->db, v->key_path, &e);
@@ -269,6 +320,41 @@ static void test_rekey(void **state)
 	struct stat st;
 	assert_int_equal(stat(v->key_path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0400);
+}
+
+/* Two rekeys keep two retired keys (issue 9: a second rekey overwrote
+ * KEY.old): the first opens a copy of the database taken before them. */
+static void test_rekey_keeps_every_retired_key(void **state)
+{
+	struct tvault *v = *state;
+	struct vault_err e = { 0 };
+	char copy[PATH_MAX + 8], first[PATH_MAX], second[PATH_MAX];
+	snprintf(copy, sizeof copy, "%s/before.db", v->dir);
+	sqlite3_exec(vault_db_handle(v->db), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+	char cmd[3 * PATH_MAX];
+	snprintf(cmd, sizeof cmd, "cp '%s' '%s'", v->db_path, copy);
+	assert_int_equal(system(cmd), 0);
+	struct vault_rekey rk = { 0 };
+	assert_int_equal(vault_key_rekey(v->db, v->key_path, &rk, &e), 0);
+	snprintf(first, sizeof first, "%s", rk.retired);
+	assert_int_equal(vault_key_rekey(v->db, v->key_path, &rk, &e), 0);
+	snprintf(second, sizeof second, "%s", rk.retired);
+	assert_string_not_equal(first, second);
+	struct stat a, b;
+	assert_int_equal(stat(first, &a), 0);
+	assert_int_equal(stat(second, &b), 0);
+	assert_int_equal(a.st_mode & 0777, 0400);
+	assert_true(a.st_ino != b.st_ino);
+	struct vault_db *old = acl_db_open(copy, 0, &e);
+	assert_non_null(old);
+	struct vault_key *k = vault_key_load(old, first, &e);
+	if (!k)
+		fail_msg("the first retired key no longer opens the copy: %s", e.msg);
+	vault_key_free(k);
+	vault_db_close(old);
+	k = vault_key_load(v->db, v->key_path, &e);
+	assert_non_null(k);
+	vault_key_free(k);
 }
 
 /* 1 when the bytes occur in the database file or its WAL. */
@@ -388,8 +474,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_master_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_db_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_or_foreign_store_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked_db, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_keeps_every_retired_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plaintext_not_in_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_provider_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keep_versions_and_rollback, setup, teardown),
