@@ -15,6 +15,7 @@ static const struct fuse_opt fs_optspec[] = {
 	OPT("--key-file=%s", key_file),
 	OPT("--max-threads=%d", max_threads),
 	OPT("-f", foreground),
+	OPT("nonempty", nonempty),
 	OPT("-d", debug),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
@@ -35,12 +36,14 @@ static const char usage[] =
 "                       $CREDENTIALS_DIRECTORY/master.key, or " VAULT_DEFAULT_KEY ")\n"
 "  -f                   stay in the foreground, log to stderr\n"
 "  -d                   FUSE debug output (implies -f; shows no values)\n"
-"  -o OPTS              extra mount options; ro,nodev,nosuid,noexec,allow_other are always set\n"
+"  -o OPTS              extra mount options; ro,nodev,nosuid,noexec,allow_other are always set;\n"
+"                       -o nonempty mounts over a directory that is not empty (hiding it)\n"
 "  --max-threads=N      FUSE worker threads (default 16)\n"
 "  -h, --help           this text;  -V, --version  the version\n"
 "\n"
 "MOUNTPOINT defaults to [fs] mountpoint, or " VAULT_DEFAULT_MOUNT ".\n"
-"Runs as root, in the host's pid and cgroup namespaces.\n";
+"Runs as root, in the host's pid and cgroup namespaces. Without -f it logs to\n"
+"syslog. SIGHUP re-reads the config file; SIGTERM and SIGINT unmount and exit 0.\n";
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
@@ -53,6 +56,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 				return -1;
 			}
 			have_mp = 1;
+			if (!(o->mountpoint = strdup(arg)))
+				return -1;
 		}
 		return 1; /* keep: fuse_parse_cmdline reads the mountpoint */
 	}
@@ -106,5 +111,6 @@ void fs_opts_free(struct fs_opts *o)
 	free(o->config);
 	free(o->db);
 	free(o->key_file);
-	o->config = o->db = o->key_file = NULL;
+	free(o->mountpoint);
+	o->config = o->db = o->key_file = o->mountpoint = NULL;
 }

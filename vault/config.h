@@ -17,6 +17,7 @@ struct vault_config {
 	char proc_root[PATH_MAX];   /* "/proc" unless a test points elsewhere */
 	enum vault_sync audit_sync;
 	int audit_queue;            /* rows that may wait for the writer */
+	int log_level;              /* [fs] log_level as a syslog priority: LOG_ERR..LOG_DEBUG */
 };
 
 /* The audit store's path: [audit] db, or db with ".db" replaced by
