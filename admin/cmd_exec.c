@@ -17,7 +17,10 @@ static const char exec_usage[] =
 	"Read each P/K through the mounted filesystem (DIR, default [fs] mountpoint) as\n"
 	"the calling process, put it in the environment as NAME, and run CMD. The mount\n"
 	"decides and audits every read as for any other caller. Prefer reading the\n"
-	"files directly: a variable is inherited by every child CMD starts.\n";
+	"files directly: a variable is inherited by every child CMD starts.\n"
+	"With --mount nothing is read from the config file; without it, a default config\n"
+	"file this user may not read (init makes /etc/scopehold 0700) leaves the default\n"
+	"mount point " VAULT_DEFAULT_MOUNT ".\n";
 
 #define MAX_ENV 64
 
@@ -60,7 +63,7 @@ static char *read_granted(const char *mount, const char *pk)
 int ctl_exec(struct ctl *c, int argc, char **argv)
 {
 	const char *mount = c->cfg.mountpoint, *names[MAX_ENV], *paths[MAX_ENV];
-	int n = 0, i;
+	int n = 0, i, mount_given = 0;
 	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
 		const char *v;
 		int r;
@@ -70,6 +73,7 @@ int ctl_exec(struct ctl *c, int argc, char **argv)
 			if (r < 0)
 				return 2;
 			mount = v;
+			mount_given = 1;
 		} else if ((r = ctl_opt("exec", argc, argv, &i, "--env", &v))) {
 			if (r < 0)
 				return 2;
@@ -88,6 +92,9 @@ int ctl_exec(struct ctl *c, int argc, char **argv)
 		return ctl_usage("exec", "missing -- CMD");
 	if (n == 0)
 		return ctl_usage("exec", "give at least one --env NAME=P/K");
+	if (!mount_given && c->cfg_unreadable)
+		fprintf(stderr, "scopeholdctl: exec: cannot read the config file '%s' (%s); using the default mount point %s "
+			"(give --mount DIR to choose)\n", VAULT_DEFAULT_CONFIG, strerror(EACCES), mount);
 	for (int k = 0; k < n; k++) {
 		char pr[VAULT_NAME_MAX + 1], ke[VAULT_NAME_MAX + 1];
 		struct vault_err e = { 0 };

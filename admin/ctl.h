@@ -16,6 +16,7 @@ struct ctl {
 	struct vault_db *adb;  /* the audit store: ctl_audit_db() opens it */
 	struct vault_key *key; /* ctl_key() loads it */
 	int creating;          /* init: the audit store may be created */
+	int cfg_unreadable;    /* the default config file exists but this user cannot read it (exec) */
 };
 
 /* A verb group: `scopeholdctl NAME ...`. fn gets argv[0] == NAME. Returns

@@ -1,10 +1,12 @@
 /* main.c - scopeholdctl: global options, then one verb from the table.
  * Exit status: 0 done, 1 refused or failed (one line on stderr), 2 usage. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -90,8 +92,15 @@ int main(int argc, char **argv)
 	struct vault_err e = { 0 };
 	if ((config && !*config) || (db && !*db) || (key && !*key))
 		return ctl_usage("scopeholdctl", "-c, --db and --key-file need a non-empty value");
-	if (vault_config_load(&c.cfg, config, &e) < 0)
-		return ctl_verr(&e);
+	if (vault_config_load(&c.cfg, config, &e) < 0) {
+		/* An agent's exec needs nothing from a default config it may not
+		 * read (init makes /etc/scopehold 0700): the defaults stand. */
+		const char *env = getenv("SCOPEHOLD_CONFIG");
+		if (config || (env && *env) || strcmp(argv[i], "exec") ||
+		    access(VAULT_DEFAULT_CONFIG, R_OK) == 0 || errno != EACCES)
+			return ctl_verr(&e);
+		c.cfg_unreadable = 1; /* c.cfg holds the defaults: the load stopped at the open */
+	}
 	if (db && snprintf(c.cfg.db, sizeof c.cfg.db, "%s", db) >= (int)sizeof c.cfg.db)
 		return ctl_fail("--db path is too long");
 	if (key && snprintf(c.cfg.key_file, sizeof c.cfg.key_file, "%s", key) >= (int)sizeof c.cfg.key_file)

@@ -289,10 +289,16 @@ static void reload_config(struct fs_state *fs, const struct fs_opts *o)
 		len += snprintf(later + len, sizeof later - len, "%s[audit] sync/queue", len ? ", " : "");
 	static const char *const lv[8] = { [LOG_ERR] = "error", [LOG_WARNING] = "warning",
 					   [LOG_INFO] = "info", [LOG_DEBUG] = "debug" };
-	fs_log_set_level(n.log_level);
+	/* Logged at the more verbose of the old and the new level. */
+	int more = n.log_level > fs->cfg.log_level;
+	if (more)
+		fs_log_set_level(n.log_level);
 	fs_log(LOG_INFO, "reloaded the configuration (log_level = %s)%s%s%s",
 	       lv[n.log_level & 7] ? lv[n.log_level & 7] : "?",
 	       len ? "; changed, applied at the next restart: " : "", later, "");
+	if (!more)
+		fs_log_set_level(n.log_level);
+	fs->cfg.log_level = n.log_level; /* only the reload thread reads it */
 }
 
 static void *reload_main(void *arg)
