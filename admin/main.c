@@ -25,6 +25,7 @@ static const struct ctl_verb verbs[] = {
 	{ "whoami", ctl_whoami, NULL, "PID: which agent a running process resolves to, and why" },
 	{ "audit", ctl_audit, NULL, "list|verify|prune|export: the audit trail" },
 	{ "rekey", ctl_rekey, NULL, "new master key; rewrap the data key" },
+	{ "status", ctl_status, NULL, "[--json]: stores, counts, audit head hash, which mounts are served" },
 	{ "exec", ctl_exec, NULL, "[--mount DIR] --env NAME=P/K ... -- CMD: run CMD with granted values in its environment" },
 };
 

@@ -21,6 +21,7 @@
 
 #include "fs/fs.h"
 #include "fs/log.h"
+#include "vault/mountinfo.h"
 
 /* Open files the daemon may hold: a base (the FUSE device, the audit
  * writer's store, the log pipe, libraries, stdio) plus, per worker, its
@@ -103,45 +104,30 @@ static void preload_unwinder(void)
 
 /* ---- the mountpoint ------------------------------------------------------ */
 
-static void unescape_mountinfo(char *s)
+struct mount_find {
+	const char *path;
+	char *type;
+	size_t tlen;
+	int found;
+};
+
+static int mount_find_fn(void *arg, const char *mp, const char *fstype)
 {
-	char *w = s;
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-		    r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
+	struct mount_find *m = arg;
+	if (!strcmp(mp, m->path)) {
+		snprintf(m->type, m->tlen, "%s", fstype);
+		m->found = 1;
 	}
-	*w = 0;
+	return 0;
 }
 
 /* The filesystem type of the topmost mount at path (canonical) into type;
  * 1 when there is one, 0 when not. */
 static int mount_at(const char *path, char *type, size_t tlen)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	int found = 0;
-	if (!f)
-		return 0;
-	while (getline(&line, &cap, f) > 0) {
-		char mp[PATH_MAX], ty[64];
-		char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 || sscanf(sep + 3, "%63s", ty) != 1)
-			continue;
-		unescape_mountinfo(mp);
-		if (!strcmp(mp, path)) {
-			snprintf(type, tlen, "%s", ty);
-			found = 1;
-		}
-	}
-	free(line);
-	fclose(f);
-	return found;
+	struct mount_find m = { path, type, tlen, 0 };
+	vault_mountinfo_each(mount_find_fn, &m);
+	return m.found;
 }
 
 /* path made absolute without following its last component (which may be
@@ -200,7 +186,7 @@ static int check_mountpoint(const char *mp, int nonempty)
 			fs_log(LOG_ERR, "mountpoint '%s': %s", mp, strerror(err));
 			return -1;
 		}
-		if (!mount_at(canon, type, sizeof type) || strcmp(type, "fuse.scopehold")) {
+		if (!mount_at(canon, type, sizeof type) || strcmp(type, VAULT_MOUNT_FSTYPE)) {
 			fs_log(LOG_ERR, "mountpoint '%s' is a dead mount of '%s', not ScopeHold's; unmount it first: "
 			       "fusermount3 -u '%s'", mp, mount_at(canon, type, sizeof type) ? type : "?", mp);
 			return -1;
@@ -213,7 +199,7 @@ static int check_mountpoint(const char *mp, int nonempty)
 		fs_log(LOG_WARNING, "mountpoint '%s' held a dead ScopeHold mount (its daemon is gone); "
 		       "unmounted it lazily", mp);
 	}
-	if (mount_at(canon, type, sizeof type) && !strcmp(type, "fuse.scopehold")) {
+	if (mount_at(canon, type, sizeof type) && !strcmp(type, VAULT_MOUNT_FSTYPE)) {
 		fs_log(LOG_ERR, "mountpoint '%s' is already served by a running scopeholdfs (a live fuse.scopehold mount); "
 		       "stop that one first", mp);
 		return -1;

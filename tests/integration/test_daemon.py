@@ -414,3 +414,25 @@ def test_exec_as_an_agent_needs_no_readable_config(vault, mount, workdir):
     p = it.run_as(UID_A, [ctl, "-c", "/etc/scopehold/scopehold.ini", "exec", "--mount", mount.path,
                           "--env", "K=stripe/test_key", "--", "printenv", "K"], wrap=wrap)
     assert p.returncode == 1 and "Permission denied" in p.stderr and value.decode() not in p.stdout, p
+
+
+# ---- status ------------------------------------------------------------------------
+
+def test_status_shows_stores_counts_head_and_mounts(vault, workdir, mounts):
+    vault.agent("alpha", "pa", UID_A)
+    vault.give("alpha", "pa", "stripe/test_key")
+    mp = it.make_dir(workdir, "mnt-", 0o755)
+    m = mounts.start(mp)
+    cfg = it.write_ini(os.path.join(vault.dir, "status.ini"), {"fs": {"mountpoint": mp}})
+    s = vault.ctl_json("status", extra=("-c", cfg))
+    assert s["vault"]["path"] == vault.db and s["audit"]["path"] == vault.audit_db
+    assert s["counts"] == {"providers": 1, "secrets": 1, "agents": 1, "grants": 1}
+    v = vault.ctl_json("audit", "verify")
+    assert s["audit"]["intact"] and s["audit"]["head_hash"] == v["last_hash"] and s["audit"]["head_id"] == v["last_id"]
+    ours = [x for x in s["mounts"] if x["path"] == mp]
+    assert ours == [{"path": mp, "configured": True, "state": "served"}], s["mounts"]
+    text = vault.ctl_ok("status", extra=("-c", cfg)).stdout
+    assert f"{mp} (configured): served" in text and v["last_hash"] in text, text
+    m.kill(signal.SIGKILL)
+    s = vault.ctl_json("status", extra=("-c", cfg))
+    assert [x["state"] for x in s["mounts"] if x["path"] == mp] == ["dead"], s["mounts"]
