@@ -1,7 +1,7 @@
-/* log.h - scopeholdfs's log: every line written to stderr (its own, the
- * FUSE operations', libfuse's) passes through one thread that filters by
- * [fs] log_level, collapses repeats, caps the rate, and writes to the
- * original stderr (foreground) or to syslog (background). */
+/* log.h - scopeholdfs's log: every line (its own, and what the FUSE
+ * operations and libfuse print to stderr) is filtered by [fs] log_level,
+ * repeats collapsed, the rate capped, and written to the original stderr
+ * (foreground) or to syslog (background), in the thread that logs it. */
 #ifndef SCOPEHOLD_FS_LOG_H
 #define SCOPEHOLD_FS_LOG_H
 
@@ -15,10 +15,11 @@ void fs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* Lines above prio are dropped from now on (reload may change it). */
 void fs_log_set_level(int prio);
 
-/* Route fd 2 through the log thread. to_syslog: send lines to syslog
- * (openlog("scopeholdfs", LOG_PID, LOG_DAEMON)) instead of the current
- * stderr. ratelimit 0 (for -d) keeps only the collapsing of repeats.
- * 0, or -1 (nothing changed) when the pipe or thread cannot be made. */
+/* Replace the stderr stream by one that feeds the filter (fd 2 stays as it
+ * is). to_syslog: lines go to syslog (openlog("scopeholdfs", LOG_PID,
+ * LOG_DAEMON)) instead of fd 2. ratelimit 0 (for -d) keeps only the
+ * collapsing of repeats. Call it while one thread runs. 0, or -1 (nothing
+ * changed). */
 int fs_log_start(int to_syslog, int ratelimit);
 
 /* Create a thread that takes no asynchronous signal (SIGTERM must reach
@@ -27,7 +28,8 @@ int fs_log_start(int to_syslog, int ratelimit);
  * return value. */
 int fs_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
-/* Flush, stop the thread, give fd 2 back. Idempotent. */
+/* Flush (the count of a last run of repeats too), give stderr back.
+ * Call it after the other threads are gone. Idempotent. */
 void fs_log_stop(void);
 
 #endif

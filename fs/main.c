@@ -229,6 +229,19 @@ static int check_mountpoint(const char *mp, int nonempty)
 	return 0;
 }
 
+/* A relative path (PATH_MAX buffer) made absolute: the daemon runs in "/"
+ * after it detaches, and reopens its stores there. */
+static int absolute(char *path)
+{
+	char cwd[PATH_MAX], tmp[PATH_MAX];
+	if (!path[0] || path[0] == '/')
+		return 0;
+	if (!getcwd(cwd, sizeof cwd) || snprintf(tmp, sizeof tmp, "%s/%s", cwd, path) >= (int)sizeof tmp)
+		return -1;
+	memcpy(path, tmp, strlen(tmp) + 1);
+	return 0;
+}
+
 /* ---- SIGHUP: reload ------------------------------------------------------- */
 
 struct reload {
@@ -256,10 +269,15 @@ static void reload_config(struct fs_state *fs, const struct fs_opts *o)
 		fs_log(LOG_ERR, "reload refused, the running configuration stays: %s", e.msg);
 		return;
 	}
+	/* The command line still wins: its paths, made absolute at start. */
 	if (o->db)
-		snprintf(n.db, sizeof n.db, "%s", o->db);
+		memcpy(n.db, fs->cfg.db, sizeof n.db);
 	if (o->key_file)
-		snprintf(n.key_file, sizeof n.key_file, "%s", o->key_file);
+		memcpy(n.key_file, fs->cfg.key_file, sizeof n.key_file);
+	if (absolute(n.db) < 0 || absolute(n.key_file) < 0 || absolute(n.audit_db) < 0) {
+		fs_log(LOG_ERR, "reload refused, the running configuration stays: a path is too long");
+		return;
+	}
 	if (vault_config_check(&n, &e) < 0) {
 		fs_log(LOG_ERR, "reload refused, the running configuration stays: %s", e.msg);
 		return;
@@ -372,6 +390,10 @@ int main(int argc, char *argv[])
 		goto err_args;
 	}
 	fs_log_set_level(fs.cfg.log_level);
+	if (absolute(fs.cfg.db) < 0 || absolute(fs.cfg.key_file) < 0 || absolute(fs.cfg.audit_db) < 0) {
+		fs_log(LOG_ERR, "a store or key path is too long once made absolute");
+		goto err_args;
+	}
 	if (opts.config && opts.config[0] != '/') { /* reloads run after chdir("/") */
 		char *abs = realpath(opts.config, NULL);
 		if (abs) {
@@ -423,8 +445,8 @@ int main(int argc, char *argv[])
 	int background = !opts.foreground && !opts.debug;
 	if (background && fuse_daemonize(0) != 0)
 		goto err_mount;
-	/* From here on stderr may be /dev/null: every line goes through the
-	 * log thread, to syslog in the background. */
+	/* From here on fd 2 may be /dev/null: every line goes through the
+	 * filter, to syslog in the background. */
 	fs_log_start(background, !opts.debug);
 	if (background && state_open(&fs) < 0)
 		goto err_log;
