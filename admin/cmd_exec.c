@@ -18,6 +18,11 @@
 #include "admin/ctl.h"
 #include "fs/launch_proto.h"
 
+#define CONFIG_HELP \
+	"With --mount nothing is read from the config file; without it, a default config\n" \
+	"file this user may not read (init makes /etc/scopehold 0700) leaves the default\n" \
+	"mount point " VAULT_DEFAULT_MOUNT ".\n"
+
 #define ENV_HELP \
 	"\n  --env NAME=P/K       NAME gets the value of P/K, read through the mount\n" \
 	"  --env-file NAME=P/K  NAME gets the path of P/K in the mount (for *_FILE settings)\n" \
@@ -32,7 +37,7 @@ static const char exec_usage[] =
 	"the calling process, put it in the environment as NAME, and run CMD. The mount\n"
 	"decides and audits every read as for any other caller. Prefer reading the\n"
 	"files directly: a variable is inherited by every child CMD starts.\n"
-	ENV_HELP;
+	ENV_HELP CONFIG_HELP;
 
 static const char run_usage[] =
 	"usage: scopeholdctl run --agent NAME [--socket PATH] [--mount DIR] [--env NAME=P/K ...]\n"
@@ -45,7 +50,7 @@ static const char run_usage[] =
 	"that it cannot leave: another server of the same user cannot become this agent\n"
 	"from inside the launch tree, and this one cannot become another. The user can\n"
 	"still launch any agent bound to the uid: the uid stays the hard boundary.\n"
-	ENV_HELP;
+	ENV_HELP CONFIG_HELP;
 
 #define MAX_ENV 64
 
@@ -91,6 +96,7 @@ static char *read_granted(const char *mount, const char *pk, const char *var)
 
 struct envspec {
 	const char *mount, *agent, *socket;
+	const char *default_mount; /* the config's, to tell whether --mount was given */
 	const char *vars[MAX_ENV]; /* NAME=P/K */
 	int is_file[MAX_ENV];      /* --env-file: NAME gets the path, not the value */
 	int nvars;
@@ -167,6 +173,16 @@ static void env_free(char **env, int n, int nsecret)
 	for (int k = n - nsecret; k < n; k++)
 		sodium_free(env[k]);
 	free(env);
+}
+
+/* Without --mount and with a default config this user cannot read: say
+ * which mount point is used. */
+static void note_mount(const struct ctl *c, const char *verb, const struct envspec *sp)
+{
+	if (sp->mount == sp->default_mount && c->cfg_unreadable)
+		fprintf(stderr, "scopeholdctl: %s: cannot read the config file '%s' (%s); using the default mount "
+			"point %s (give --mount DIR to choose)\n", verb, VAULT_DEFAULT_CONFIG, strerror(EACCES),
+			sp->mount);
 }
 
 /* The environment CMD gets: the defaults (or everything with --inherit-env)
@@ -263,13 +279,14 @@ static int run_cmd(struct ctl *c, char **argv, const struct envspec *sp, char **
 
 int ctl_exec(struct ctl *c, int argc, char **argv)
 {
-	struct envspec sp = { .mount = c->cfg.mountpoint };
+	struct envspec sp = { .mount = c->cfg.mountpoint, .default_mount = c->cfg.mountpoint };
 	if (ctl_wants_help(argc, argv))
 		return ctl_help(exec_usage);
 	if (parse("exec", argc, argv, &sp, 0))
 		return 2;
 	if (sp.nvars == 0)
 		return ctl_usage("exec", "give at least one --env NAME=P/K or --env-file NAME=P/K");
+	note_mount(c, "exec", &sp);
 	int n, nsec;
 	char **env = env_build(&sp, &n, &nsec);
 	if (!env)
@@ -324,7 +341,8 @@ static int launch(const char *sock, const char *agent)
 
 int ctl_run(struct ctl *c, int argc, char **argv)
 {
-	struct envspec sp = { .mount = c->cfg.mountpoint, .socket = c->cfg.launch_socket };
+	struct envspec sp = { .mount = c->cfg.mountpoint, .default_mount = c->cfg.mountpoint,
+			      .socket = c->cfg.launch_socket };
 	struct vault_err e = { 0 };
 	if (ctl_wants_help(argc, argv))
 		return ctl_help(run_usage);
@@ -338,6 +356,7 @@ int ctl_run(struct ctl *c, int argc, char **argv)
 		return ctl_fail("no launch socket is configured ([launch] socket = none)");
 	if (launch(sp.socket, sp.agent))
 		return 1;
+	note_mount(c, "run", &sp);
 	int n, nsec;
 	char **env = env_build(&sp, &n, &nsec);
 	if (!env)

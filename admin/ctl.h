@@ -17,6 +17,7 @@ struct ctl {
 	struct vault_key *key; /* ctl_key() loads it */
 	int creating;          /* init: the audit store may be created */
 	int rekeying;          /* rekey: no warning about a rekey in progress */
+	int cfg_unreadable;    /* the default config file exists but this user cannot read it (exec) */
 };
 
 /* A verb group: `scopeholdctl NAME ...`. fn gets argv[0] == NAME. Returns
@@ -108,5 +109,6 @@ int ctl_secret_rm(struct ctl *c, int argc, char **argv);
 int ctl_secret_rollback(struct ctl *c, int argc, char **argv);
 /* cmd_backup.c: backup DIR, restore DIR [--yes] (argv[0] says which). */
 int ctl_backup(struct ctl *c, int argc, char **argv);
+int ctl_status(struct ctl *c, int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const struct fuse_opt fs_optspec[] = {
 	OPT("--launch-cgroup=%s", launch_cgroup),
 	OPT("--max-threads=%d", max_threads),
 	OPT("-f", foreground),
+	OPT("nonempty", nonempty),
 	OPT("-d", debug),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
@@ -44,12 +45,14 @@ static const char usage[] =
 "                       (default [launch] cgroup, or " SH_LAUNCH_DEFAULT_CGROUP ")\n"
 "  -f                   stay in the foreground, log to stderr\n"
 "  -d                   FUSE debug output (implies -f; shows no values)\n"
-"  -o OPTS              extra mount options; ro,nodev,nosuid,noexec,allow_other are always set\n"
+"  -o OPTS              extra mount options; ro,nodev,nosuid,noexec,allow_other are always set;\n"
+"                       -o nonempty mounts over a directory that is not empty (hiding it)\n"
 "  --max-threads=N      FUSE worker threads (default 16)\n"
 "  -h, --help           this text;  -V, --version  the version\n"
 "\n"
 "MOUNTPOINT defaults to [fs] mountpoint, or " VAULT_DEFAULT_MOUNT ".\n"
-"Runs as root, in the host's pid and cgroup namespaces.\n";
+"Runs as root, in the host's pid and cgroup namespaces. Without -f it logs to\n"
+"syslog. SIGHUP re-reads the config file; SIGTERM and SIGINT unmount and exit 0.\n";
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
@@ -62,6 +65,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 				return -1;
 			}
 			have_mp = 1;
+			if (!(o->mountpoint = strdup(arg)))
+				return -1;
 		}
 		return 1; /* keep: fuse_parse_cmdline reads the mountpoint */
 	}
@@ -123,5 +128,7 @@ void fs_opts_free(struct fs_opts *o)
 	free(o->key_file);
 	free(o->launch_socket);
 	free(o->launch_cgroup);
-	o->config = o->db = o->key_file = NULL;
+	free(o->mountpoint);
+	o->config = o->db = o->key_file = o->mountpoint = NULL;
+	o->launch_socket = o->launch_cgroup = NULL;
 }

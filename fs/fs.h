@@ -47,6 +47,8 @@ struct fs_opts {
 	int show_help;
 	int show_version;
 	int max_threads;
+	int nonempty;    /* -o nonempty: mount over a directory that is not empty */
+	char *mountpoint; /* as given, checked before libfuse resolves it */
 };
 
 struct fs_state {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -57,6 +58,12 @@ static int handler(void *user, const char *section, const char *name, const char
 			c->audit_sync = VAULT_SYNC_NORMAL, ok = 1;
 		else if (!strcmp(value, "full"))
 			c->audit_sync = VAULT_SYNC_FULL, ok = 1;
+	} else if (!strcmp(section, "fs") && !strcmp(name, "log_level")) {
+		static const char *const lv[] = { "error", "warning", "info", "debug" };
+		static const int pr[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+		for (int i = 0; i < 4; i++)
+			if (!strcmp(value, lv[i]))
+				c->log_level = pr[i], ok = 1;
 	} else if (!strcmp(section, "audit") && !strcmp(name, "queue")) {
 		char *end;
 		long n = strtol(value, &end, 10);
@@ -161,6 +168,7 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	c->audit_sync = VAULT_SYNC_NORMAL;
 	c->audit_queue = 4096;
 	c->keep_versions = VAULT_KEEP_VERSIONS;
+	c->log_level = LOG_INFO;
 
 	int explicit = 1;
 	if (!path || !*path)
@@ -216,7 +224,8 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 		return vault_fail(e, VAULT_EINVAL, "config file '%s': [vault] db is empty or too long", path);
 	if (line > 0)
 		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d: unknown or invalid setting %s "
-				  "(known: [vault] db, key_file, keep_versions = 1..1000; [fs] mountpoint; [audit] db, sync = normal|full, queue; "
-				  "[identity] proc_root, subuid_file; [launch] socket, cgroup)", path, line, p.bad[0] ? p.bad : "");
+				  "(known: [vault] db, key_file, keep_versions = 1..1000; [fs] mountpoint, log_level = error|warning|info|debug; "
+				  "[audit] db, sync = normal|full, queue; [identity] proc_root, subuid_file; [launch] socket, cgroup)",
+				  path, line, p.bad[0] ? p.bad : "");
 	return 0;
 }

@@ -21,6 +21,7 @@ struct vault_config {
 	enum vault_sync audit_sync;
 	int audit_queue;            /* rows that may wait for the writer */
 	int keep_versions;          /* [vault] keep_versions: versions kept per secret */
+	int log_level;              /* [fs] log_level as a syslog priority: LOG_ERR..LOG_DEBUG */
 };
 
 /* The audit store's path: [audit] db, or db with ".db" replaced by

@@ -118,6 +118,7 @@ def json_cases(vault, workdir):
         "audit": [(["audit", "list", "--limit", "3"], 0), (["audit", "verify"], 0), (["audit", "list", "--since", "x"], 2)],
         "rekey": [(["rekey"], 0), (["rekey", "extra"], 2)],
         "exec": [(["exec", "--env", "bad"], 2)],
+        "status": [(["status"], 0), (["status", "extra"], 2)],
         "run": [(["run", "--env", "bad"], 2), (["run", "--agent", "nosuch", "--socket", os.path.join(workdir, "no.sock"), "--", "true"], 1)],
         "backup": [(["backup", bk], 0), (["backup", bk], 1)],
         "restore": [(["restore", bk], 1), (["restore"], 2)],
@@ -146,7 +147,7 @@ def test_every_verb_prints_one_json_document(shop, workdir):
             if rc == 0 or denied:
                 doc = json.loads(p.stdout)  # one document, or this raises
                 assert isinstance(doc, (dict, list)), what
-                if rc == 0 and isinstance(doc, dict) and verb not in ("whoami", "audit", "explain"):
+                if rc == 0 and isinstance(doc, dict) and verb not in ("whoami", "audit", "explain", "status"):
                     assert doc.get("ok") is True, (what, doc)
             if rc != 0 and not denied:
                 assert p.stdout == "", (what, p.stdout)
