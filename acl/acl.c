@@ -739,8 +739,11 @@ static void secret_row(sqlite3_stmt *st, struct vault_secret *s)
 	snprintf(s->provider, sizeof s->provider, "%s", (const char *)sqlite3_column_text(st, 6));
 }
 
-#define SECRET_COLS "s.id, s.provider_id, s.version, s.len, s.created_ns, s.key, " \
-	"(SELECT name FROM providers WHERE id = s.provider_id)"
+/* created_ns of the view is the current version's: a key file's mtime moves
+ * with every rotation or rollback, for tools that poll it. */
+#define SECRET_COLS "s.id, s.provider_id, s.version, s.len," \
+	" COALESCE((SELECT created_ns FROM secret_versions v WHERE v.secret_id = s.id AND v.version = s.version)," \
+	" s.created_ns), s.key, (SELECT name FROM providers WHERE id = s.provider_id)"
 
 int acl_view_keys(struct vault_db *db, const struct acl_agent *agent, int64_t provider_id,
 		  int (*fn)(void *, const struct vault_secret *), void *arg, struct vault_err *e)

@@ -65,7 +65,9 @@ def session_dir():
     in it); the check for leftovers runs when the session ends."""
     # scripts/test names a parent of its own, so that it checks for mounts
     # left behind by this run only
-    d = it.make_dir(os.environ.get("SCOPEHOLD_IT_TMP") or "/tmp", "scopehold-it-", 0o755)
+    # (a short name there: Unix socket paths under it must stay below 108 bytes)
+    parent = os.environ.get("SCOPEHOLD_IT_TMP")
+    d = it.make_dir(parent, "it-", 0o755) if parent else it.make_dir("/tmp", "scopehold-it-", 0o755)
     yield d
     problems = []
     left = it.scopehold_mounts_under(d)

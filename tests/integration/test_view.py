@@ -355,3 +355,22 @@ def test_config_file_settings_apply(world, mount_factory, read_as):
     assert read_as(UID_A, m.p("stripe/test_key")) == (0, world.a["stripe/test_key"], "")
     assert "sync=full" in m.stderr(), m.stderr()
     assert len(it.granted_opens(world.vault.audit_rows(), path="stripe/test_key")) == 1
+
+
+def test_mtime_is_the_current_versions_time(world, mount, as_uid):
+    """Tools that poll a key file's mtime see a rotation and a rollback."""
+    path = mount.p("stripe/test_key")
+
+    def mtime():
+        p = as_uid(UID_A, ["stat", "-c", "%y|%z", "--", path])
+        assert p.returncode == 0, p.stderr
+        m, c = p.stdout.strip().split("|")
+        assert m == c, (m, c)   # ctime moves with it
+        return m
+
+    first = mtime()
+    world.vault.put("stripe/test_key", it.new_value("sk_rotated_"))
+    second = mtime()
+    assert second > first, (first, second)
+    world.vault.ctl_ok("secret", "rollback", "stripe/test_key", "1")
+    assert mtime() == first
