@@ -12,8 +12,15 @@
 #include "acl/audit.h"
 #include "vault/config.h"
 
-/* Node ids: the kind in the top byte, the database id below. Stable per
- * name: ids are never reused (AUTOINCREMENT). */
+/* Node ids: the kind in the top byte, below it the database ids passed
+ * through a keyed permutation (fs/ino.c): opaque, yet stable per name and
+ * agent, since ids are never reused (AUTOINCREMENT). */
+#define FS_INO_MASK ((1ULL << 56) - 1)
+/* The key of the permutation (crypto_shorthash_KEYBYTES = 16 bytes), set
+ * once at start before the mount serves. */
+void fs_ino_init(const unsigned char *key);
+uint64_t fs_ino_hide(uint64_t id56);
+uint64_t fs_ino_show(uint64_t ino56);
 #define FS_INO_ROOT FUSE_ROOT_ID
 #define FS_INO_META 2ULL   /* /.scopehold */
 /* /.scopehold/whoami: a node id per caller (uid, thread), so that the page
@@ -24,7 +31,8 @@
 #define FS_INO_PROVIDER (1ULL << 56)
 #define FS_INO_SECRET (2ULL << 56)
 #define FS_INO_KIND(ino) ((ino) & (0xffULL << 56))
-#define FS_INO_ID(ino) ((int64_t)((ino) & ((1ULL << 56) - 1)))
+#define FS_INO_PROVIDER_OF(id) (FS_INO_PROVIDER | (fuse_ino_t)fs_ino_hide((uint64_t)(id) & FS_INO_MASK))
+#define FS_INO_ID(ino) ((int64_t)fs_ino_show((ino) & FS_INO_MASK))
 /* A secret's node id names the agent that looked it up as well: two agents
  * never share an inode, so the kernel's page cache (which a MAP_PRIVATE mmap
  * uses even with direct_io) never carries one agent's pages to another.
@@ -32,9 +40,9 @@
 #define FS_AGENT_MAX ((1LL << 24) - 1)
 #define FS_SECRET_MAX ((1LL << 32) - 1)
 #define FS_INO_SECRET_OF(agent, sid) \
-	(FS_INO_SECRET | ((fuse_ino_t)(agent) << 32) | (fuse_ino_t)(sid))
-#define FS_INO_SECRET_ID(ino) ((int64_t)((ino) & 0xffffffffULL))
-#define FS_INO_AGENT(ino) ((int64_t)(((ino) >> 32) & 0xffffffULL))
+	(FS_INO_SECRET | (fuse_ino_t)fs_ino_hide(((uint64_t)(agent) << 32) | (uint64_t)(sid)))
+#define FS_INO_SECRET_ID(ino) ((int64_t)(fs_ino_show((ino) & FS_INO_MASK) & 0xffffffffULL))
+#define FS_INO_AGENT(ino) ((int64_t)((fs_ino_show((ino) & FS_INO_MASK) >> 32) & 0xffffffULL))
 
 struct fs_opts {
 	char *config;

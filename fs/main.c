@@ -44,6 +44,13 @@ static int state_open(struct fs_state *fs)
 	vault_db_close(db);
 	if (!fs->key)
 		goto fail;
+	unsigned char ik[16];
+	if (vault_key_derive(fs->key, 1, "inodes__", ik, sizeof ik) < 0) {
+		vault_fail(&e, VAULT_ECRYPTO, "cannot derive the node id key");
+		goto fail;
+	}
+	fs_ino_init(ik);
+	sodium_memzero(ik, sizeof ik);
 	char apath[PATH_MAX];
 	db = audit_db_open(vault_config_audit_db(&fs->cfg, apath), 0, &e);
 	if (!db)

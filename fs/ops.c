@@ -409,7 +409,7 @@ static void lookup_op(fuse_req_t req, fuse_ino_t parent, const char *name)
 			fuse_reply_err(req, ENOENT);
 			return;
 		}
-		attr_dir(&st, FS_INO_PROVIDER | (fuse_ino_t)pid, c.ctx);
+		attr_dir(&st, FS_INO_PROVIDER_OF(pid), c.ctx);
 		reply_entry(req, &st);
 		return;
 	}
@@ -540,7 +540,7 @@ static void dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino, mode_t m
 static int dir_provider(void *arg, int64_t id, const char *name)
 {
 	struct dirbuf *d = arg;
-	dir_add(d, name, FS_INO_PROVIDER | (fuse_ino_t)id, S_IFDIR);
+	dir_add(d, name, FS_INO_PROVIDER_OF(id), S_IFDIR);
 	return d->failed;
 }
 

@@ -615,3 +615,10 @@ int vault_unseal(const struct vault_key *k, const struct vault_ad *ad,
 	}
 	return 0;
 }
+
+int vault_key_derive(const struct vault_key *k, uint64_t id, const char ctx[8], uint8_t *out, size_t len)
+{
+	if (!k || !k->dk || len < crypto_kdf_BYTES_MIN || len > crypto_kdf_BYTES_MAX)
+		return -1;
+	return crypto_kdf_derive_from_key(out, len, id, ctx, k->dk);
+}

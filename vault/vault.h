@@ -135,6 +135,10 @@ int vault_key_init(struct vault_db *db, const char *key_file, struct vault_err *
  * Refuses a key file readable by group/others or not owned by us. */
 struct vault_key *vault_key_load(struct vault_db *db, const char *key_file, struct vault_err *e);
 void vault_key_free(struct vault_key *k);
+/* A subkey of the data key for another purpose than sealing values (ctx: 8
+ * characters naming it, id: which one): len bytes (16..64) into out. Changes
+ * with `rekey --data-key`, not with a master key rekey. 0 or -1. */
+int vault_key_derive(const struct vault_key *k, uint64_t id, const char ctx[8], uint8_t *out, size_t len);
 
 /* A rekey in progress (datakey_next holds the new wrapping): 1, 0 when
  * none, -1 on error. Then `scopeholdctl rekey` finishes it. */

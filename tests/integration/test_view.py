@@ -374,3 +374,20 @@ def test_mtime_is_the_current_versions_time(world, mount, as_uid):
     assert second > first, (first, second)
     world.vault.ctl_ok("secret", "rollback", "stripe/test_key", "1")
     assert mtime() == first
+
+
+def test_inode_numbers_show_no_database_ids(world, mount, as_uid):
+    """A node id is kind << 56 | a keyed permutation of the ids: two keys
+    made one after the other are not one apart, and no id shows."""
+    p = as_uid(UID_A, ["stat", "-c", "%i", "--", mount.p("stripe/test_key"), mount.p("openai/api_key")])
+    assert p.returncode == 0, p.stderr
+    a, b = (int(x) for x in p.stdout.split())
+    ids = [s["id"] for s in world.vault.ctl_json("secret", "list") if s.get("id") is not None] or [1, 2]
+    for ino in (a, b):
+        low = ino & ((1 << 56) - 1)
+        assert ino >> 56 == 2, hex(ino)
+        assert low & 0xffffffff not in ids and low >> 32 != 1, hex(ino)
+    assert abs((a & 0xffffffff) - (b & 0xffffffff)) > 1000, (hex(a), hex(b))
+    # stable: the same name and agent, the same number
+    p2 = as_uid(UID_A, ["stat", "-c", "%i", "--", mount.p("stripe/test_key")])
+    assert int(p2.stdout) == a

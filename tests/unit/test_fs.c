@@ -95,11 +95,14 @@ static void test_defaults(void **state)
 static void test_inode_kinds(void **state)
 {
 	(void)state;
-	fuse_ino_t p = FS_INO_PROVIDER | 42, s = FS_INO_SECRET | 42;
+	unsigned char key[16] = { 1, 2, 3 };
+	fs_ino_init(key);
+	fuse_ino_t p = FS_INO_PROVIDER_OF(42), s = FS_INO_SECRET_OF(0, 42);
 	assert_true(p != s);
 	assert_int_equal(FS_INO_KIND(p), FS_INO_PROVIDER);
 	assert_int_equal(FS_INO_KIND(s), FS_INO_SECRET);
-	assert_int_equal(FS_INO_ID(s), 42);
+	assert_int_equal(FS_INO_ID(p), 42);
+	assert_int_equal(FS_INO_SECRET_ID(s), 42);
 	assert_int_equal(FS_INO_KIND(FS_INO_ROOT), 0);
 	/* two agents never share a secret's node id */
 	fuse_ino_t a = FS_INO_SECRET_OF(7, 42), b = FS_INO_SECRET_OF(8, 42);
@@ -111,6 +114,34 @@ static void test_inode_kinds(void **state)
 	assert_int_equal(FS_INO_KIND(m), FS_INO_SECRET);
 	assert_int_equal(FS_INO_AGENT(m), FS_AGENT_MAX);
 	assert_int_equal(FS_INO_SECRET_ID(m), FS_SECRET_MAX);
+}
+
+/* Node ids show no database id: consecutive ids give unrelated numbers,
+ * every id decodes back, and another key gives other numbers. */
+static void test_inode_numbers_are_opaque(void **state)
+{
+	(void)state;
+	unsigned char key[16] = { 9 }, other[16] = { 10 };
+	fs_ino_init(key);
+	uint64_t prev = 0;
+	int low = 0, near = 0;
+	for (uint64_t id = 1; id <= 4096; id++) {
+		fuse_ino_t x = FS_INO_SECRET_OF(3, id);
+		assert_int_equal(FS_INO_SECRET_ID(x), (int64_t)id);
+		assert_int_equal(FS_INO_AGENT(x), 3);
+		assert_int_equal(FS_INO_ID(FS_INO_PROVIDER_OF(id)), (int64_t)id);
+		uint64_t v = x & FS_INO_MASK;
+		low += v < (1ULL << 40);            /* an id shows as a small number */
+		near += prev && (v > prev ? v - prev : prev - v) < 1000; /* or one step apart */
+		prev = v;
+	}
+	assert_true(low < 8);
+	assert_true(near < 8);
+	fuse_ino_t a = FS_INO_SECRET_OF(3, 77);
+	fs_ino_init(other);
+	assert_true(FS_INO_SECRET_OF(3, 77) != a);
+	fs_ino_init(key);
+	assert_true(FS_INO_SECRET_OF(3, 77) == a); /* stable under one key */
 }
 
 static int setup(void **state)
@@ -134,6 +165,7 @@ int main(void)
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_inode_kinds),
+		cmocka_unit_test(test_inode_numbers_are_opaque),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
