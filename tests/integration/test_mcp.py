@@ -50,8 +50,14 @@ def _node_major(node):
     return int(m.group(1)) if p.returncode == 0 and m else None
 
 
-def _without_urls(text):
-    return re.sub(r"[a-z]+://\S+", "<url>", text)
+def _npm_failure(stderr):
+    """npm's error code and message in one line, without addresses."""
+    lines = [l[len("npm error "):].strip() for l in stderr.splitlines() if l.startswith("npm error ")]
+    code = next((l.split(None, 1)[1] for l in lines if l.startswith("code ")), "")
+    msg = next((l for l in lines if l and not l.startswith(("code ", "syscall ", "errno ", "at ", "A complete log"))),
+               (stderr.strip().splitlines() or ["no message"])[-1])
+    msg = re.sub(r"[a-z][a-z0-9+.-]*://\S+", "<url>", f"{code}: {msg}" if code else msg)
+    return re.sub(r"\b(ENOTFOUND|EAI_AGAIN) \S+", r"\1 <host>", msg)
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +83,7 @@ def mcp(privileged):
                                 "--prefix", d, "--cache", os.path.join(d, ".npm-cache"), *specs],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, cwd=d, timeout=INSTALL_TIMEOUT)
-            failed = p.returncode != 0 and f"exit {p.returncode}: " + \
-                _without_urls((p.stderr.strip().splitlines() or ["no message"])[-1])
+            failed = p.returncode != 0 and f"exit {p.returncode}, {_npm_failure(p.stderr)}"
         except subprocess.TimeoutExpired:
             failed = f"no answer within {INSTALL_TIMEOUT} s"
         if failed:
