@@ -62,7 +62,8 @@ try {
 		// the server may be gone already
 	}
 }
-// all of the server's stderr: its pipe ends once it has exited
-await stderrDone;
+// all of the server's stderr: its pipe ends once it (and any child holding
+// the pipe) has exited; a child left behind must not hang the client
+await Promise.race([stderrDone, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
 out.stderr = stderr;
 process.stdout.write(JSON.stringify(out) + "\n");

@@ -121,35 +121,33 @@ def text_of(result):
 
 def test_filesystem_servers_of_one_uid_read_only_their_agents_keys(mcp, launcher):
     L, v = launcher, launcher.vault
-    L.agent("fs-a", "pa", UID_A)
-    L.agent("fs-b", "pb", UID_A)
-    va = v.give("fs-a", "pa", "stripe/a_key")
-    vb = v.give("fs-b", "pb", "github/b_key")
-    a, b = L.mount.p("stripe/a_key"), L.mount.p("github/b_key")
-    seen = {}
-    for agent, own, own_value, other in (("fs-a", a, va, b), ("fs-b", b, vb, a)):
+    keys = {"fs-a": "stripe/a_key", "fs-b": "github/b_key"}      # agent: its key
+    values = {}
+    for agent, pk in keys.items():
+        L.agent(agent, "p-" + agent, UID_A)
+        values[agent] = v.give(agent, "p-" + agent, pk)
+    for agent, other in (("fs-a", "fs-b"), ("fs-b", "fs-a")):
         spec = server(L, agent, [mcp.node, mcp.fs_server, L.mount.path])
-        spec["calls"] = [{"tool": "read_text_file", "arguments": {"path": own}},
-                         {"tool": "read_text_file", "arguments": {"path": other}},
+        spec["calls"] = [{"tool": "read_text_file", "arguments": {"path": L.mount.p(keys[agent])}},
+                         {"tool": "read_text_file", "arguments": {"path": L.mount.p(keys[other])}},
                          {"tool": "list_directory", "arguments": {"path": L.mount.path}}]
         out = client(mcp, UID_A, spec)
         assert out["ok"], out
-        (err, got), (other_err, other_text), (_, listing) = map(text_of, out["results"])
-        assert (err, got.encode()) == (False, own_value), out["results"][0]
+        (err, got), (other_err, other_text), _ = map(text_of, out["results"])
+        assert (err, got.encode()) == (False, values[agent]), out["results"][0]
         assert other_err and "ENOENT" in other_text, out["results"][1]
-        assert va.decode() not in other_text and vb.decode() not in other_text
-        seen[agent] = out
+        assert not any(x.decode() in other_text for x in values.values())
         # the read: node, this server's process, its instance under the launch cgroup
-        opens = it.granted_opens(v.audit_rows(), path=os.path.relpath(own, L.mount.path))
-        assert opens, f"no granted open of {own}"
+        opens = it.granted_opens(v.audit_rows(), path=keys[agent])
+        assert opens, f"no granted open of {keys[agent]}"
         r = opens[-1]
         assert (r["agent"], r["uid"], r["exe"], r["tgid"]) == (agent, UID_A, mcp.node, out["pid"]), r
         assert r["cgroup"].startswith(f"{L.cgroup.name}/{agent}/i"), r
         launches = [x for x in L.rows() if x["result"] == "granted" and x["tgid"] == out["pid"]]
         assert [x["agent"] for x in launches] == [agent], launches
-    # the other agent's key was never read by anyone
-    for agent, other in (("fs-a", "github/b_key"), ("fs-b", "stripe/a_key")):
-        assert not it.granted_opens(v.audit_rows(), path=other, agent=agent)
+    # neither agent ever read the other's key
+    for agent, other in (("fs-a", "fs-b"), ("fs-b", "fs-a")):
+        assert not it.granted_opens(v.audit_rows(), path=keys[other], agent=agent)
 
 
 def test_everything_server_gets_its_token_in_the_environment(mcp, launcher):
