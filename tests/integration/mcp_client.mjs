@@ -64,6 +64,8 @@ try {
 }
 // all of the server's stderr: its pipe ends once it (and any child holding
 // the pipe) has exited; a child left behind must not hang the client
-await Promise.race([stderrDone, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+let bound;
+await Promise.race([stderrDone, new Promise((resolve) => { bound = setTimeout(resolve, 5000); })]);
+clearTimeout(bound);
 out.stderr = stderr;
 process.stdout.write(JSON.stringify(out) + "\n");
