@@ -60,8 +60,15 @@ int vault_fail_sql(struct vault_err *e, sqlite3 *db, int rc, const char *what)
 	case SQLITE_READONLY:
 	case SQLITE_CANTOPEN:
 	case SQLITE_FULL:
-	case SQLITE_IOERR:
-		return vault_fail(e, VAULT_EIO, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	case SQLITE_IOERR: {
+		/* name the file, and the system's reason (a read-only or full
+		 * filesystem) where SQLite has one */
+		const char *file = db ? sqlite3_db_filename(db, "main") : NULL;
+		int sys = db ? sqlite3_system_errno(db) : 0;
+		return vault_fail(e, VAULT_EIO, "%s '%s': %s%s%s%s", what, file && *file ? file : "?",
+				  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), sys ? " (" : "",
+				  sys ? strerror(sys) : "", sys ? ")" : "");
+	}
 	case SQLITE_NOMEM:
 		return vault_fail(e, VAULT_ENOMEM, "%s: out of memory", what);
 	default:
