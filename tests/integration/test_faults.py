@@ -7,7 +7,10 @@ a read-only filesystem. Each gives one line naming the file; scopeholdctl
 exits 1, scopeholdfs refuses to start or its opens fail closed (EIO); no
 file is changed (bytes compared before and after) and nothing is made
 anew. Every mount made here (tmpfs, bind) is removed at teardown, also on
-failure.
+failure. And scopeholdctl SIGKILLed (tests/crash/killat.c) at every
+rename, link, unlink and fsync of a put, a grant and an import: each store
+is in its before or after state, passes integrity_check and `audit verify`,
+every value reads back, and a change that happened has its audit row.
 
 Covered elsewhere: a missing key file, one readable by others, a wrong key
 for scopeholdfs, a database readable by others, random bytes or 0 bytes in
@@ -259,3 +262,98 @@ def test_read_only_filesystem_refuses_writes_and_changes_nothing(world, workdir,
             assert m.close() == []
     assert files_of(world.dir) == before, "a file changed under the read-only view"
     world.ctl_ok("audit", "verify")
+
+
+# ---- scopeholdctl killed mid-put, mid-grant, mid-import -------------------------
+
+def store_state(v, d):
+    """What the admin commands change, as the stores show it: versions of
+    fault/key, the grants, the secrets (name, version), the audit rows
+    (event, path, result) and whether each store passes integrity_check."""
+    db, key = os.path.join(d, "scopehold.db"), os.path.join(d, "master.key")
+    versions = [(r["version"], r["bytes"], r["current"]) for r in v.ctl_json("secret", "versions", SECRET, db=db, key=key)]
+    grants = sorted((g["agent"], g["secret"], g["effective"]) for g in v.ctl_json("grants", db=db, key=key))
+    listed = sorted((s["secret"], s["version"]) for s in v.ctl_json("secret", "list", db=db, key=key))
+    rows = [(r["event"], r["path"], r["result"]) for r in v.ctl_json("audit", "list", db=db, key=key)]
+    return {"versions": versions, "grants": grants, "secrets": listed, "audit": rows}
+
+
+KILLED_OPS = {
+    # name: (argv, stdin or None); fault/key and fault/other exist, fa has fault/key
+    "put": (["secret", "put", SECRET], "new-value"),
+    "grant": (["grant", "fa", "fault/other"], None),
+    "import": (["secret", "import", "--from-dir", "IMPORT", "--assign", "fp", "--create-providers"], None),
+}
+
+
+@pytest.mark.parametrize("op", list(KILLED_OPS))
+def test_scopeholdctl_killed_at_every_step_leaves_before_or_after(op, build, world, workdir, mount_factory, read_as):
+    from test_rekey import kill_env, read_all, tools
+    shim, readall = tools(build)
+    argv, stdin = KILLED_OPS[op]
+    src = it.make_dir(workdir, "import-", 0o700)
+    imported = {f"fimp{p}/k{k}": it.new_value("sk_imp_").encode() for p in range(2) for k in range(3)}
+    world.values.extend(imported.values())
+    for pk, val in imported.items():
+        os.makedirs(os.path.join(src, pk.split("/")[0]), exist_ok=True)
+        write_new(os.path.join(src, pk), val, 0o600)
+    argv = [src if a == "IMPORT" else a for a in argv]
+    new_value = it.new_value("sk_new_").encode()
+    world.values.append(new_value)
+    pristine = os.path.join(workdir, "pristine")
+    shutil.copytree(world.dir, pristine)
+    before_values = {SECRET: world.value}
+    after_values = dict(before_values)
+    if op == "put":
+        after_values[SECRET] = new_value
+    if op == "import":
+        after_values.update(imported)
+
+    work = os.path.join(workdir, "work")
+
+    def run(n):
+        it.rm_tree(work)
+        shutil.copytree(pristine, work)
+        return world.ctl(*argv, db=os.path.join(work, "scopehold.db"), key=os.path.join(work, "master.key"),
+                         input=new_value if stdin else None, env=kill_env(shim, n) if n else None)
+
+    assert run(0).returncode == 0
+    after = store_state(world, work)
+    before = store_state(world, pristine)
+    assert after != before
+    counts = {"before": 0, "after": 0, "audited, not done": 0}
+    values_at = {}
+    for n in range(1, 200):
+        p = run(n)
+        assert p.returncode in (0, -9), f"step {n}: {op} exited {p.returncode}: {p.stderr}"
+        db, key = os.path.join(work, "scopehold.db"), os.path.join(work, "master.key")
+        world.ctl_ok("audit", "verify", db=db, key=key)
+        for store in (db, os.path.join(work, "scopehold-audit.db")):
+            assert integrity_ok(store), f"step {n}: integrity_check of {store} fails"
+        got = store_state(world, work)
+        vault_part = {k: got[k] for k in ("versions", "grants", "secrets")}
+        if vault_part == {k: after[k] for k in vault_part}:
+            # a change that happened has its audit row
+            assert got["audit"] == after["audit"], f"step {n}: {op} done without its audit row"
+            counts["after"] += 1
+            values = after_values
+        else:
+            assert vault_part == {k: before[k] for k in vault_part}, f"step {n}: {op} left a half state: {got}"
+            # the audit store: before, or with the row of the change that the kill stopped
+            assert got["audit"] in (before["audit"], after["audit"]), f"step {n}: audit {got['audit']}"
+            counts["before" if got["audit"] == before["audit"] else "audited, not done"] += 1
+            values = before_values
+        ok, msg = read_all(readall, db, key, values)
+        assert ok, f"step {n}: {msg}"
+        values_at[n] = values
+        if p.returncode == 0:
+            break
+    else:
+        raise AssertionError(f"{op} never completed")
+    print(f"{op}: completed at step {n}; killed states: {counts}")
+    assert n > 3, f"{op} completed after {n} steps: the shim did not see its syncs"
+    # the last killed state serves through the mount
+    run(n - 1)
+    m = mount_factory(db=os.path.join(work, "scopehold.db"), key=os.path.join(work, "master.key"))
+    assert read_as(UID_A, m.p(SECRET))[:2] == (0, values_at[n - 1][SECRET])
+    assert m.close() == []
