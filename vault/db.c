@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,9 +63,13 @@ int vault_fail_sql(struct vault_err *e, sqlite3 *db, int rc, const char *what)
 	case SQLITE_FULL:
 	case SQLITE_IOERR: {
 		/* name the file, and the system's reason (a read-only or full
-		 * filesystem) where SQLite has one */
+		 * filesystem): SQLite's last errno may be from a later fallback
+		 * (ENOENT of a read-only -shm), so a read-only one is asked for */
 		const char *file = db ? sqlite3_db_filename(db, "main") : NULL;
 		int sys = db ? sqlite3_system_errno(db) : 0;
+		struct statvfs vfs;
+		if (file && *file && statvfs(file, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+			sys = EROFS;
 		return vault_fail(e, VAULT_EIO, "%s '%s': %s%s%s%s", what, file && *file ? file : "?",
 				  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), sys ? " (" : "",
 				  sys ? strerror(sys) : "", sys ? ")" : "");

@@ -251,7 +251,7 @@ def test_read_only_filesystem_refuses_writes_and_changes_nothing(world, workdir,
         for argv in WRITE_VERBS:
             value = it.new_value() if argv[:2] == ["secret", "put"] else None
             line = one_line_error(world.ctl(*argv, db=db, key=key, input=value), f"read-only: {argv}", rcs=(1,))
-            assert ro in line, f"{argv}: the line does not name the store: {line}"
+            assert ro in line and "Read-only file system" in line, f"{argv}: the line says where and why: {line}"
         m = None
         try:
             m = mount_factory(db=db, key=key)
