@@ -5,23 +5,13 @@
  * itself with SIGSTOP; after SIGCONT the exec goes on. So a test can read the
  * program's memory as it is just before the exec and tell the environment
  * block from everything else. */
-#include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static void *next(const char *name)
-{
-	void *f = dlsym(RTLD_NEXT, name);
-	if (!f) {
-		static const char msg[] = "execstop: a wrapped function is missing\n";
-		(void)!write(2, msg, sizeof msg - 1);
-		abort();
-	}
-	return f;
-}
+#include "tests/crash/shim.h"
 
 /* Say where envp's strings are, and stop until continued. */
 static void stop(char *const envp[])
@@ -41,23 +31,23 @@ extern char **environ;
 int execve(const char *path, char *const argv[], char *const envp[])
 {
 	stop(envp);
-	return ((int (*)(const char *, char *const[], char *const[]))next("execve"))(path, argv, envp);
+	return ((int (*)(const char *, char *const[], char *const[]))shim_next("execve"))(path, argv, envp);
 }
 
 int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	stop(envp);
-	return ((int (*)(const char *, char *const[], char *const[]))next("execvpe"))(file, argv, envp);
+	return ((int (*)(const char *, char *const[], char *const[]))shim_next("execvpe"))(file, argv, envp);
 }
 
 int execvp(const char *file, char *const argv[])
 {
 	stop(environ);
-	return ((int (*)(const char *, char *const[]))next("execvp"))(file, argv);
+	return ((int (*)(const char *, char *const[]))shim_next("execvp"))(file, argv);
 }
 
 int execv(const char *path, char *const argv[])
 {
 	stop(environ);
-	return ((int (*)(const char *, char *const[]))next("execv"))(path, argv);
+	return ((int (*)(const char *, char *const[]))shim_next("execv"))(path, argv);
 }

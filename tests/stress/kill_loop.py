@@ -17,7 +17,6 @@ directory under /tmp, the mount, its processes) is removed on exit."""
 import collections
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -28,19 +27,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import scopehold_it as it  # noqa: E402
 from scopehold_it import UID_A  # noqa: E402
 import test_audit_trail as at  # noqa: E402  the reader processes and row counting
+from test_faults import integrity_ok  # noqa: E402
 from test_rekey import read_all, tools  # noqa: E402  the crash-test reader of every value
 
 AGENT, PROJECT, SECRET = "killer", "kproj", "kill/read_key"
 READERS = 8
 ROWS_PER_ROUND = 150        # granted rows the readers add before each kill
-
-
-def integrity_ok(path):
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    finally:
-        con.close()
 
 
 class Admin(threading.Thread):
