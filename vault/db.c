@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,8 +61,19 @@ int vault_fail_sql(struct vault_err *e, sqlite3 *db, int rc, const char *what)
 	case SQLITE_READONLY:
 	case SQLITE_CANTOPEN:
 	case SQLITE_FULL:
-	case SQLITE_IOERR:
-		return vault_fail(e, VAULT_EIO, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	case SQLITE_IOERR: {
+		/* name the file, and the system's reason (a read-only or full
+		 * filesystem): SQLite's last errno may be from a later fallback
+		 * (ENOENT of a read-only -shm), so a read-only one is asked for */
+		const char *file = db ? sqlite3_db_filename(db, "main") : NULL;
+		int sys = db ? sqlite3_system_errno(db) : 0;
+		struct statvfs vfs;
+		if (file && *file && statvfs(file, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+			sys = EROFS;
+		return vault_fail(e, VAULT_EIO, "%s '%s': %s%s%s%s", what, file && *file ? file : "?",
+				  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), sys ? " (" : "",
+				  sys ? strerror(sys) : "", sys ? ")" : "");
+	}
 	case SQLITE_NOMEM:
 		return vault_fail(e, VAULT_ENOMEM, "%s: out of memory", what);
 	default:

@@ -208,6 +208,13 @@ out:
 	return rc;
 }
 
+/* The one line for a master key in path that opens no data key of db. */
+static int wrong_key(struct vault_err *e, const char *path, struct vault_db *db)
+{
+	return vault_fail(e, VAULT_ECRYPTO, "the master key in '%s' does not open the data key of '%s' (wrong key file?)",
+			  path, vault_db_path(db));
+}
+
 struct vault_key *vault_key_load(struct vault_db *db, const char *key_file, struct vault_err *e)
 {
 	char buf[PATH_MAX];
@@ -231,8 +238,7 @@ struct vault_key *vault_key_load(struct vault_db *db, const char *key_file, stru
 	if (have < 0 && le.code == VAULT_ECRYPTO && unwrap_load(db, sql_get_next, mk, k->dk, NULL, NULL) == 1)
 		have = 1;
 	else if (have < 0 && le.code == VAULT_ECRYPTO)
-		vault_fail(&le, VAULT_ECRYPTO, "the master key in '%s' does not open the data key of '%s' (wrong key file?)",
-			   path, vault_db_path(db));
+		wrong_key(&le, path, db);
 	else if (have == 0)
 		vault_fail(&le, VAULT_ENOENT, "database '%s' has no data key; run: scopeholdctl init", vault_db_path(db));
 	if (have <= 0) {
@@ -380,6 +386,8 @@ int vault_key_rekey(struct vault_db *db, const char *key_file, struct vault_reke
 		/* Stopped after the new key file took the old one's place:
 		 * only the old wrapping is left to drop. */
 		if (le.code != VAULT_ECRYPTO || !next || unwrap_load(db, sql_get_next, mk, dk, NULL, NULL) != 1) {
+			if (le.code == VAULT_ECRYPTO)
+				wrong_key(&le, path, db);
 			if (e)
 				*e = le;
 			goto rollback;
@@ -510,8 +518,8 @@ out:
 
 /* Inside the transaction: every kept version from the data key mk opens
  * (into old) to nk, and nk wrapped by mk. */
-static int reencrypt(struct vault_db *db, const uint8_t *mk, struct vault_key *old, struct vault_key *nk,
-		     uint8_t *pt, int64_t *count, struct vault_err *e)
+static int reencrypt(struct vault_db *db, const char *path, const uint8_t *mk, struct vault_key *old,
+		     struct vault_key *nk, uint8_t *pt, int64_t *count, struct vault_err *e)
 {
 	int pending = vault_key_pending(db, e);
 	if (pending > 0)
@@ -520,6 +528,8 @@ static int reencrypt(struct vault_db *db, const uint8_t *mk, struct vault_key *o
 	int have = pending < 0 ? -1 : unwrap_load(db, sql_get_cur, mk, old->dk, NULL, e);
 	if (have == 0)
 		vault_fail(e, VAULT_ENOENT, "database '%s' has no data key; run: scopeholdctl init", vault_db_path(db));
+	else if (have < 0 && e && e->code == VAULT_ECRYPTO)
+		wrong_key(e, path, db);
 	int64_t *v = NULL, n = have > 0 ? list_versions(db, &v, e) : -1;
 	int rc = n < 0 ? -1 : 0;
 	crypto_aead_xchacha20poly1305_ietf_keygen(nk->dk);
@@ -549,7 +559,7 @@ int vault_key_rekey_data(struct vault_db *db, const char *key_file,
 	else if (master_read(path, mk, e) == 0 &&
 		 sqlite3_exec(vault_db_handle(db), "PRAGMA synchronous = FULL", NULL, NULL, NULL) == SQLITE_OK &&
 		 vault_db_begin(db, e) == 0) {
-		if (reencrypt(db, mk, &old, &nk, pt, count, e) < 0 || (record && record(arg, NULL, e) < 0) ||
+		if (reencrypt(db, path, mk, &old, &nk, pt, count, e) < 0 || (record && record(arg, NULL, e) < 0) ||
 		    vault_db_commit(db, e) < 0) {
 			vault_db_rollback(db);
 			*count = 0;

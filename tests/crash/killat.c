@@ -3,7 +3,6 @@
  * renameat2, link, linkat, unlink, unlinkat, fsync or fdatasync, before that
  * call runs. Unset or 0: only counts. SCOPEHOLD_KILL_LOG=FILE appends one
  * line per call ("N name"), to show which step a kill hit. */
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -12,18 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static atomic_long calls;
+#include "tests/crash/shim.h"
 
-static void *next(const char *name)
-{
-	void *f = dlsym(RTLD_NEXT, name);
-	if (!f) {
-		static const char msg[] = "killat: a wrapped function is missing\n";
-		(void)!write(2, msg, sizeof msg - 1);
-		abort();
-	}
-	return f;
-}
+static atomic_long calls;
 
 /* Count the call; SIGKILL ourselves when it is the chosen one. */
 static void step(const char *name)
@@ -47,53 +37,53 @@ static void step(const char *name)
 int rename(const char *a, const char *b)
 {
 	step("rename");
-	return ((int (*)(const char *, const char *))next("rename"))(a, b);
+	return ((int (*)(const char *, const char *))shim_next("rename"))(a, b);
 }
 
 int renameat(int fa, const char *a, int fb, const char *b)
 {
 	step("renameat");
-	return ((int (*)(int, const char *, int, const char *))next("renameat"))(fa, a, fb, b);
+	return ((int (*)(int, const char *, int, const char *))shim_next("renameat"))(fa, a, fb, b);
 }
 
 int renameat2(int fa, const char *a, int fb, const char *b, unsigned int flags)
 {
 	step("renameat2");
-	return ((int (*)(int, const char *, int, const char *, unsigned int))next("renameat2"))(fa, a, fb, b, flags);
+	return ((int (*)(int, const char *, int, const char *, unsigned int))shim_next("renameat2"))(fa, a, fb, b, flags);
 }
 
 int link(const char *a, const char *b)
 {
 	step("link");
-	return ((int (*)(const char *, const char *))next("link"))(a, b);
+	return ((int (*)(const char *, const char *))shim_next("link"))(a, b);
 }
 
 int linkat(int fa, const char *a, int fb, const char *b, int flags)
 {
 	step("linkat");
-	return ((int (*)(int, const char *, int, const char *, int))next("linkat"))(fa, a, fb, b, flags);
+	return ((int (*)(int, const char *, int, const char *, int))shim_next("linkat"))(fa, a, fb, b, flags);
 }
 
 int unlink(const char *a)
 {
 	step("unlink");
-	return ((int (*)(const char *))next("unlink"))(a);
+	return ((int (*)(const char *))shim_next("unlink"))(a);
 }
 
 int unlinkat(int fd, const char *a, int flags)
 {
 	step("unlinkat");
-	return ((int (*)(int, const char *, int))next("unlinkat"))(fd, a, flags);
+	return ((int (*)(int, const char *, int))shim_next("unlinkat"))(fd, a, flags);
 }
 
 int fsync(int fd)
 {
 	step("fsync");
-	return ((int (*)(int))next("fsync"))(fd);
+	return ((int (*)(int))shim_next("fsync"))(fd);
 }
 
 int fdatasync(int fd)
 {
 	step("fdatasync");
-	return ((int (*)(int))next("fdatasync"))(fd);
+	return ((int (*)(int))shim_next("fdatasync"))(fd);
 }
