@@ -24,6 +24,30 @@ static int set_path(char *dst, const char *val)
 	return 1;
 }
 
+/* "N", "NK", "NM", "NG" or "NT" (binary multiples; "KiB", "MiB", ... too):
+ * 1, else 0. */
+static int set_size(int64_t *dst, const char *val)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(val, &end, 10);
+	if (end == val || n < 0 || errno)
+		return 0;
+	int shift = 0;
+	const char *units = "KMGT";
+	const char *u = *end ? strchr(units, *end) : NULL;
+	if (u) {
+		shift = 10 * (int)(u - units + 1);
+		end++;
+		if (!strcmp(end, "iB"))
+			end += 2;
+	}
+	if (*end || (shift && n > (INT64_MAX >> shift)))
+		return 0;
+	*dst = (int64_t)n << shift;
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse *p = user;
@@ -44,6 +68,8 @@ static int handler(void *user, const char *section, const char *name, const char
 			c->audit_sync = VAULT_SYNC_NORMAL, ok = 1;
 		else if (!strcmp(value, "full"))
 			c->audit_sync = VAULT_SYNC_FULL, ok = 1;
+	} else if (!strcmp(section, "audit") && !strcmp(name, "reserve")) {
+		ok = set_size(&c->audit_reserve, value);
 	} else if (!strcmp(section, "audit") && !strcmp(name, "queue")) {
 		char *end;
 		long n = strtol(value, &end, 10);
@@ -90,6 +116,7 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	strcpy(c->proc_root, "/proc");
 	c->audit_sync = VAULT_SYNC_NORMAL;
 	c->audit_queue = 4096;
+	c->audit_reserve = VAULT_DEFAULT_AUDIT_RESERVE;
 
 	int explicit = 1;
 	if (!path || !*path)
@@ -129,7 +156,7 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 		return vault_fail(e, VAULT_EINVAL, "config file '%s': [vault] db is empty or too long", path);
 	if (line > 0)
 		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d: unknown or invalid setting %s "
-				  "(known: [vault] db, key_file; [fs] mountpoint; [audit] db, sync = normal|full, queue; "
+				  "(known: [vault] db, key_file; [fs] mountpoint; [audit] db, sync = normal|full, queue, reserve = SIZE[K|M|G]; "
 				  "[identity] proc_root)", path, line, p.bad[0] ? p.bad : "");
 	return 0;
 }

@@ -7,6 +7,8 @@
 
 #include "vault/vault.h"
 
+#define VAULT_DEFAULT_AUDIT_RESERVE (64LL << 20) /* [audit] reserve */
+
 enum vault_sync { VAULT_SYNC_NORMAL = 0, VAULT_SYNC_FULL = 1 };
 
 struct vault_config {
@@ -17,6 +19,7 @@ struct vault_config {
 	char proc_root[PATH_MAX];   /* "/proc" unless a test points elsewhere */
 	enum vault_sync audit_sync;
 	int audit_queue;            /* rows that may wait for the writer */
+	int64_t audit_reserve;      /* bytes kept free for the rows of opens */
 };
 
 /* The audit store's path: [audit] db, or db with ".db" replaced by
