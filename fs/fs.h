@@ -54,7 +54,9 @@ struct fs_state {
 	struct audit_writer *audit;
 	pthread_key_t tls;          /* per-thread connection and buffer */
 	atomic_int audit_failing;   /* 1 after the first failed audit commit was logged */
-	_Atomic int64_t audit_dropped; /* rows lost so far that the trail records */
+	atomic_int audit_low;       /* the store's filesystem was below the reserve, logged */
+	_Atomic int64_t audit_noted_ns; /* when audit_notes last looked */
+	_Atomic int64_t audit_dropped; /* rows lost so far that the log has counted */
 };
 
 /* Parse argv into opts (fuse_opt_parse), leaving FUSE's own in args. The

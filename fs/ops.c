@@ -161,22 +161,29 @@ static const char *who_result(const struct acl_who *w)
 	return "error";
 }
 
-/* Record in the trail how many rows (denied lookups, which nobody waits
- * for) were lost while the store could not be written. */
-static void audit_dropped(struct fs_state *fs)
+/* At most every NOTE_NS (and when opens resume): say how many rows
+ * (refused lookups, which nobody waits for) were lost since the last time
+ * -- the writer counts them in audit.dropped rows -- and when the free
+ * space on the store's filesystem went below the reserve or back. */
+#define NOTE_NS (10 * 1000000000LL)
+static void audit_notes(struct fs_state *fs, int now)
 {
-	int64_t total = audit_writer_dropped(fs->audit);
-	int64_t lost = total - atomic_exchange(&fs->audit_dropped, total);
-	if (lost <= 0)
+	int64_t t = vault_now_ns();
+	if (!now && t - atomic_load(&fs->audit_noted_ns) < NOTE_NS)
 		return;
-	struct audit_row r = {
-		.event = "audit.dropped", .result = "error",
-		.reason = "rows lost while the audit store could not be written",
-		.uid = -1, .gid = -1, .pid = -1, .tgid = -1, .sudo_uid = -1, .count = lost,
-	};
-	fprintf(stderr, "scopeholdfs: %lld audit row(s) of denied lookups were lost during the fault\n",
-		(long long)lost);
-	audit_writer_submit(fs->audit, &r, 0);
+	atomic_store(&fs->audit_noted_ns, t);
+	struct audit_writer_status st;
+	audit_writer_status(fs->audit, &st);
+	int64_t lost = st.dropped - atomic_exchange(&fs->audit_dropped, st.dropped);
+	if (lost > 0)
+		fprintf(stderr, "scopeholdfs: %lld audit row(s) of refused lookups were lost (%s); "
+			"audit.dropped rows count them\n", (long long)lost, st.drop_why);
+	if (atomic_exchange(&fs->audit_low, st.low) != st.low)
+		fprintf(stderr, st.low ? "scopeholdfs: %lld MiB free on the audit store's filesystem, below [audit] reserve "
+				 "(%lld MiB): only rows of opens are written\n"
+				 : "scopeholdfs: %lld MiB free on the audit store's filesystem, the reserve (%lld MiB) "
+				 "is kept again: every row is written\n",
+			(long long)(st.free_bytes >> 20), (long long)(st.reserve >> 20));
 }
 
 /* Audit one event of a caller. wait: return only after the commit. Needs
@@ -208,16 +215,19 @@ static int audit(const struct caller *c, const char *event, const char *result,
 		.count = 1,
 	};
 	if (audit_writer_submit(fs->audit, &r, wait) == 0) {
-		if (wait && atomic_exchange(&fs->audit_failing, 0)) {
+		int resumed = wait && atomic_load(&fs->audit_failing) && atomic_exchange(&fs->audit_failing, 0);
+		if (resumed)
 			fprintf(stderr, "scopeholdfs: audit store writable again; opens resume\n");
-			audit_dropped(fs);
-		}
+		audit_notes(fs, resumed);
 		return 0;
 	}
+	if (!wait) /* only a row nobody waits for was lost (counted): opens go on */
+		return -1;
+	/* A waited row failed: its commit did, which fails every open. */
 	if (!atomic_exchange(&fs->audit_failing, 1)) {
 		const char *why = audit_writer_error(fs->audit);
 		fprintf(stderr, "scopeholdfs: cannot write audit rows (%s); every open fails with EIO until this is fixed\n",
-			why ? why : "queue full");
+			why ? why : "unknown error");
 	}
 	return -1;
 }
@@ -340,6 +350,7 @@ static void sh_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	clock_gettime(CLOCK_REALTIME, &started);
 	struct fs_state *fs = userdata;
+	audit_writer_set_reserve(fs->audit, fs->cfg.audit_reserve);
 	pthread_t t;
 	if (fs->se && !inval.se && pthread_create(&t, NULL, inval_main, NULL) == 0) {
 		pthread_detach(t); /* it may sit in the kernel at exit; never joined */
