@@ -1073,6 +1073,8 @@ static int note_dropped(struct audit_writer *w, int64_t now_ns, int force)
 {
 	if (w->dropped == w->noted)
 		return 0;
+	if (w->has_err && force)
+		return 0; /* stopping on a failing store: its row would only be lost too */
 	if (!force && (w->has_err || now_ns - w->noted_ns < NS_PER_S))
 		return 1;
 	char reason[160];

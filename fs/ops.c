@@ -161,20 +161,22 @@ static const char *who_result(const struct acl_who *w)
 	return "error";
 }
 
-/* At most every NOTE_NS (and when opens resume): say how many rows
- * (refused lookups, which nobody waits for) were lost since the last time
- * -- the writer counts them in audit.dropped rows -- and when the free
- * space on the store's filesystem went below the reserve or back. */
+/* After a committed open: say when the free space on the store's
+ * filesystem went below the reserve or back, and (at most every NOTE_NS,
+ * or when opens resume) how many rows -- refused lookups, which nobody
+ * waits for -- were lost since the last time: the writer counts them in
+ * audit.dropped rows. */
 #define NOTE_NS (10 * 1000000000LL)
 static void audit_notes(struct fs_state *fs, int now)
 {
-	int64_t t = vault_now_ns();
-	if (!now && t - atomic_load(&fs->audit_noted_ns) < NOTE_NS)
-		return;
-	atomic_store(&fs->audit_noted_ns, t);
 	struct audit_writer_status st;
 	audit_writer_status(fs->audit, &st);
-	int64_t lost = st.dropped - atomic_exchange(&fs->audit_dropped, st.dropped);
+	int64_t t = vault_now_ns(), lost = 0;
+	if (st.dropped != atomic_load(&fs->audit_dropped) &&
+	    (now || t - atomic_load(&fs->audit_noted_ns) >= NOTE_NS)) {
+		atomic_store(&fs->audit_noted_ns, t);
+		lost = st.dropped - atomic_exchange(&fs->audit_dropped, st.dropped);
+	}
 	if (lost > 0)
 		fprintf(stderr, "scopeholdfs: %lld audit row(s) of refused lookups were lost (%s); "
 			"audit.dropped rows count them\n", (long long)lost, st.drop_why);
@@ -218,7 +220,8 @@ static int audit(const struct caller *c, const char *event, const char *result,
 		int resumed = wait && atomic_load(&fs->audit_failing) && atomic_exchange(&fs->audit_failing, 0);
 		if (resumed)
 			fprintf(stderr, "scopeholdfs: audit store writable again; opens resume\n");
-		audit_notes(fs, resumed);
+		if (wait)
+			audit_notes(fs, resumed);
 		return 0;
 	}
 	if (!wait) /* only a row nobody waits for was lost (counted): opens go on */

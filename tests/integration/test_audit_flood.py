@@ -1,0 +1,154 @@
+"""test_audit_flood.py - the audit path under attack (issue 16): the store
+moved away under a running daemon fails opens with EIO until it is back
+(item 4); refused lookups from a fork storm are capped per uid and counted
+(item 9); below [audit] reserve only the rows of opens are written (item
+10). The load figures are scripts/stress's."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import scopehold_it as it
+from scopehold_it import UID_A, UID_C
+from test_audit_trail import (EIO_TEXT, OTHER, SECRET, assert_intact, audit_rows, daemon_lines,  # noqa: F401
+                              granted_open_rows, world)
+
+pytestmark = pytest.mark.mounted
+
+# Limits of acl/audit.h: AUDIT_LIMIT_BURST rows, then AUDIT_LIMIT_RATE a second.
+LIMIT_BURST, LIMIT_RATE = 50, 5
+
+
+def rows_after(vault, after):
+    return [r for r in audit_rows(vault) if r["id"] > after]
+
+
+def wait_for(pred, timeout=10.0):
+    """pred() until it is true or timeout seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(0.1)
+
+
+def test_audit_store_moved_away_fails_opens_with_eio_until_it_is_back(world, mount, read_as):
+    vault = world.vault
+    path = mount.p(SECRET)
+    ok = 0
+    for _ in range(3):
+        assert read_as(UID_A, path) == (0, world.value, "")
+        ok += 1
+    away = vault.audit_db + ".away"
+    for episode in (1, 2):
+        os.rename(vault.audit_db, away)
+        try:
+            for _ in range(3):
+                rc, out, err = read_as(UID_A, path)
+                assert rc != 0 and out == b"" and EIO_TEXT in err, (rc, out, err)
+            if episode == 2:
+                # a new file at the path is not the store either
+                with open(vault.audit_db, "wb"):
+                    pass
+                rc, out, err = read_as(UID_A, path)
+                assert rc != 0 and out == b"" and EIO_TEXT in err, (rc, out, err)
+                os.unlink(vault.audit_db)
+            why = daemon_lines(mount, "cannot write audit rows")
+            assert len(why) == episode, f"one line per fault, not:\n{mount.stderr()}"
+            assert "removed or moved" in why[-1], why[-1]
+        finally:
+            os.rename(away, vault.audit_db)
+        for _ in range(3):
+            assert read_as(UID_A, path) == (0, world.value, "")
+            ok += 1
+        assert len(daemon_lines(mount, "audit store writable again")) == episode, mount.stderr()
+    assert mount.proc.poll() is None, "the daemon keeps running"
+    assert len(granted_open_rows(vault)) == ok
+    assert_intact(vault)
+
+
+# Short-lived processes in turn, one stat of path each (ENOENT); prints
+# how many stats failed with ENOENT.
+FORKS = r"""
+import os, sys
+path, n = sys.argv[1], int(sys.argv[2])
+ok = 0
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.stat(path)
+            os._exit(1)
+        except FileNotFoundError:
+            os._exit(0)
+    _, st = os.waitpid(pid, 0)
+    ok += os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0
+print(ok)
+"""
+
+
+def test_fork_storm_of_refused_lookups_is_capped_per_uid_and_counted(world, mount, read_as):
+    vault = world.vault
+    start = audit_rows(vault, "--limit", "1")[-1]["id"]
+    t0 = time.monotonic()
+    p = it.run_as(UID_C, [it.PYTHON, "-I", "-c", FORKS, mount.p("stripe"), "400"], timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "400", (p.returncode, p.stdout, p.stderr)
+    for _ in range(3):  # a granted agent is never limited
+        assert read_as(UID_A, mount.p(SECRET)) == (0, world.value, "")
+    secs = time.monotonic() - t0
+
+    def mine():
+        return [r for r in rows_after(vault, start) if r["uid"] == UID_C]
+
+    # the summary of the last second is written once that second is over
+    rows = wait_for(lambda: (lambda r: r if sum(x["count"] for x in r) >= 400 else None)(mine()))
+    rows = rows or mine()
+    one_by_one = [r for r in rows if r["event"] == "lookup"]
+    summaries = [r for r in rows if r["event"] == "audit.limited"]
+    assert {r["result"] for r in one_by_one} == {"unknown-caller"}, rows
+    assert len(one_by_one) <= LIMIT_BURST + LIMIT_RATE * (secs + 2), \
+        f"{len(one_by_one)} rows for 400 refused lookups of one uid in {secs:.1f} s"
+    assert summaries and all(r["result"] == "denied" and r["count"] > 0 for r in summaries), summaries
+    assert len(summaries) <= secs + 3
+    # every stat is at least one LOOKUP: the counts cover them all
+    assert sum(r["count"] for r in rows) >= 400
+    assert len(granted_open_rows(vault)) == 3
+    assert_intact(vault)
+
+
+def test_below_the_reserve_only_rows_of_opens_are_written(world, mount_factory, read_as, stat_as):
+    vault = world.vault
+    m = mount_factory(config={"audit": {"reserve": "1000T"}})  # more than any disk here
+    start = audit_rows(vault, "--limit", "1")[-1]["id"]
+    for _ in range(5):
+        rc, _, err = stat_as(UID_A, m.p(OTHER))  # a denied lookup
+        assert rc != 0 and it.ENOENT_TEXT in err
+        assert read_as(UID_A, m.p(SECRET)) == (0, world.value, "")
+    # counted in audit.dropped rows, at most one a second
+    def dropped_rows():
+        d = [r for r in rows_after(vault, start) if r["event"] == "audit.dropped"]
+        return d if sum(r["count"] for r in d) >= 5 else None
+
+    dropped = wait_for(dropped_rows) or [r for r in rows_after(vault, start) if r["event"] == "audit.dropped"]
+    rows = rows_after(vault, start)
+    assert [r for r in rows if r["event"] == "lookup"] == [], "no row of a lookup below the reserve"
+    assert len(granted_open_rows(vault)) == 5
+    assert dropped and all("reserve" in r["reason"] for r in dropped), dropped
+    assert sum(r["count"] for r in dropped) >= 5
+    lines = daemon_lines(m, "MiB free on the audit store")
+    assert len(lines) == 1 and "only rows of opens" in lines[0], m.stderr()
+    assert_intact(vault)
+
+
+def test_a_bad_reserve_is_refused_naming_it(world, mount_factory, workdir, build):
+    cfg = it.write_ini(os.path.join(world.vault.dir, "bad.ini"), {"audit": {"reserve": "lots"}})
+    mp = it.make_dir(workdir, "mnt-", 0o755)
+    p = subprocess.run([build.fs, "-f", "-c", cfg, f"--db={world.vault.db}", f"--key-file={world.vault.key}", mp],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and not it.is_mounted(mp)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "reserve" in lines[0] and "lots" in lines[0], p.stderr
+    os.rmdir(mp)
