@@ -11,9 +11,11 @@
  * - pin the version at open and answer read from the handle, not from
  *   whoever sends the READ;
  * - commit the audit row of an open before replying, or fail it with EIO;
- * - decrypt into locked per-thread memory and wipe it after the reply. */
+ * - decrypt into locked per-thread memory and wipe it after the reply;
+ * - bound what the open handles of one uid hold (EMFILE beyond). */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +235,116 @@ static int audit(const struct caller *c, const char *event, const char *result,
 			why ? why : "unknown error");
 	}
 	return -1;
+}
+
+/* ---- open handles per uid ------------------------------------------------ */
+
+/* The open handles of one uid (directories with their listing, files with
+ * their sealed value or text) hold at most FS_UID_HANDLES handles and
+ * FS_UID_BYTES bytes: beyond, opendir and open fail with EMFILE, recorded
+ * once per FS_CAP_NOTE_NS per uid. Uids for which no slot is free in their
+ * probe window share one more slot (and its cap). */
+#define FS_UID_HANDLES 4096
+#define FS_UID_BYTES (64LL << 20)
+#define FS_CAP_NOTE_NS (10 * 1000000000LL)
+#define USE_SLOTS 1024
+#define USE_PROBE 16
+#define TRIM_BYTES (16 << 20) /* released since the last malloc_trim */
+
+struct use {
+	int used;
+	uid_t uid;
+	int64_t handles, bytes, noted_ns;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct use t[USE_SLOTS + 1]; /* the last one is shared */
+	int64_t freed;
+} uses = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* uid's slot (uses.mu held): its own, a free or idle one, or the shared. */
+static struct use *use_of(uid_t uid, int64_t now)
+{
+	uint64_t h = ((uint64_t)uid * 0x9e3779b97f4a7c15ULL) >> 40;
+	struct use *spare = NULL;
+	for (int k = 0; k < USE_PROBE; k++) {
+		struct use *u = &uses.t[(h + (uint64_t)k) % USE_SLOTS];
+		if (u->used && u->uid == uid)
+			return u;
+		if (!spare && (!u->used || (!u->handles && now - u->noted_ns >= FS_CAP_NOTE_NS)))
+			spare = u;
+	}
+	if (!spare)
+		return &uses.t[USE_SLOTS];
+	memset(spare, 0, sizeof *spare);
+	spare->used = 1;
+	spare->uid = uid;
+	spare->noted_ns = now - FS_CAP_NOTE_NS;
+	return spare;
+}
+
+/* Count a handle of the request's uid that holds bytes: its slot (to give
+ * back to handle_put), or NULL when over the cap; then the refusal is
+ * audited (once per uid and FS_CAP_NOTE_NS) as an open of c (NULL: read
+ * the caller from req) and the caller gets EMFILE. */
+static struct use *handle_get(fuse_req_t req, struct caller *c, const struct vault_secret *s, size_t bytes)
+{
+	uid_t uid = fuse_req_ctx(req)->uid;
+	int64_t now = mono_ns();
+	int note = 0;
+	pthread_mutex_lock(&uses.mu);
+	struct use *u = use_of(uid, now);
+	if (u->handles >= FS_UID_HANDLES || u->bytes + (int64_t)bytes > FS_UID_BYTES) {
+		if ((note = now - u->noted_ns >= FS_CAP_NOTE_NS))
+			u->noted_ns = now;
+		u = NULL;
+	} else {
+		u->handles++;
+		u->bytes += (int64_t)bytes;
+	}
+	pthread_mutex_unlock(&uses.mu);
+	if (note) {
+		struct caller own;
+		if (!c) {
+			memset(&own, 0, sizeof own);
+			own.fs = state(req);
+			own.own = *fuse_req_ctx(req);
+			own.ctx = &own.own;
+			own.who.result = ACL_WHO_NONE;
+			c = &own;
+		}
+		char reason[160];
+		snprintf(reason, sizeof reason, "over the cap of open handles of this uid (%d handles, %lld MiB): "
+			 "EMFILE, recorded once per %lld s", FS_UID_HANDLES, (long long)(FS_UID_BYTES >> 20),
+			 (long long)(FS_CAP_NOTE_NS / 1000000000LL));
+		audit(c, "open", "denied", reason, s, 0);
+	}
+	if (!u)
+		fuse_reply_err(req, EMFILE);
+	return u;
+}
+
+/* Give back what handle_get counted; return freed memory to the system
+ * once enough was released. */
+static void handle_put(struct use *u, size_t bytes)
+{
+	pthread_mutex_lock(&uses.mu);
+	u->handles--;
+	u->bytes -= (int64_t)bytes;
+	int trim = (uses.freed += (int64_t)bytes) >= TRIM_BYTES;
+	if (trim)
+		uses.freed = 0;
+	pthread_mutex_unlock(&uses.mu);
+	if (trim)
+		malloc_trim(0);
 }
 
 /* ---- attributes --------------------------------------------------------- */
@@ -518,6 +630,8 @@ struct dirbuf {
 	size_t hint;   /* where the last reply ended: a known record boundary */
 	int64_t agent; /* whose listing (node ids of secrets name the agent) */
 	int failed;
+	struct use *use; /* counted against its uid */
+	size_t bytes;
 };
 
 static void dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino, mode_t mode)
@@ -598,10 +712,24 @@ static void opendir_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, rc < 0 ? EIO : ENOMEM);
 		return;
 	}
+	if (d->len && d->len < d->cap) { /* held until close: no slack */
+		char *p = realloc(d->p, d->len);
+		if (p) {
+			d->p = p;
+			d->cap = d->len;
+		}
+	}
+	d->bytes = sizeof *d + d->cap;
+	if (!(d->use = handle_get(req, NULL, NULL, d->bytes))) {
+		free(d->p);
+		free(d);
+		return;
+	}
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->keep_cache = 0;
 	fi->cache_readdir = 0;
 	if (fuse_reply_open(req, fi) != 0) {
+		handle_put(d->use, d->bytes);
 		free(d->p);
 		free(d);
 	}
@@ -655,6 +783,7 @@ static void sh_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void sh_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dirbuf *d = (struct dirbuf *)(uintptr_t)fi->fh;
+	handle_put(d->use, d->bytes);
 	free(d->p);
 	free(d);
 	fuse_reply_err(req, 0);
@@ -665,6 +794,8 @@ struct handle {
 	int whoami;
 	struct vault_sealed sealed;
 	size_t len;
+	struct use *use; /* counted against its uid */
+	size_t bytes;
 	char text[];
 };
 
@@ -685,11 +816,18 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		caller_get(req, &c);
 		h->whoami = 1;
 		h->len = whoami_text(&c, h->text, WHOAMI_MAX);
+		h->bytes = sizeof *h + WHOAMI_MAX;
+		if (!(h->use = handle_get(req, &c, NULL, h->bytes))) {
+			free(h);
+			return;
+		}
 		fi->fh = (uint64_t)(uintptr_t)h;
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
-		if (fuse_reply_open(req, fi) != 0)
+		if (fuse_reply_open(req, fi) != 0) {
+			handle_put(h->use, h->bytes);
 			free(h);
+		}
 		return;
 	}
 	if (FS_INO_KIND(ino) != FS_INO_SECRET) {
@@ -740,7 +878,14 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EIO);
 		return;
 	}
+	h->bytes = sizeof *h + h->sealed.ctlen;
+	if (!(h->use = handle_get(req, &c, &s, h->bytes))) {
+		vault_sealed_clear(&h->sealed);
+		free(h);
+		return;
+	}
 	if (audit(&c, "open", "granted", NULL, &s, 1) < 0) {
+		handle_put(h->use, h->bytes);
 		vault_sealed_clear(&h->sealed);
 		free(h);
 		fuse_reply_err(req, EIO);
@@ -754,6 +899,7 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* The caller was gone (killed) before the reply: no handle
 		 * reached it, and the trail says so. */
 		audit(&c, "open", "error", "caller gone before the reply", &s, 0);
+		handle_put(h->use, h->bytes);
 		vault_sealed_clear(&h->sealed);
 		free(h);
 	}
@@ -794,6 +940,7 @@ static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	handle_put(h->use, h->bytes);
 	vault_sealed_clear(&h->sealed);
 	free(h);
 	fuse_reply_err(req, 0);

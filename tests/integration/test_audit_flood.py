@@ -152,3 +152,63 @@ def test_a_bad_reserve_is_refused_naming_it(world, mount_factory, workdir, build
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "reserve" in lines[0] and "lots" in lines[0], p.stderr
     os.rmdir(mp)
+
+
+# Hold up to n descriptors of path (a directory) open; report how many
+# opened and how each failure's errno was named; then, told to on stdin,
+# close them all and try once more.
+HOLD = r"""
+import errno, json, os, resource, sys
+path, n = sys.argv[1], int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if hard != resource.RLIM_INFINITY and hard < n + 64:
+    print(json.dumps({"skip": f"RLIMIT_NOFILE hard limit {hard} < {n + 64}"}), flush=True)
+    sys.exit(0)
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64, hard))
+fds, errors = [], {}
+for _ in range(n):
+    try:
+        fds.append(os.open(path, os.O_RDONLY | os.O_DIRECTORY))
+    except OSError as e:
+        k = errno.errorcode.get(e.errno, str(e.errno))
+        errors[k] = errors.get(k, 0) + 1
+print(json.dumps({"opened": len(fds), "errors": errors}), flush=True)
+sys.stdin.readline()
+for fd in fds:
+    os.close(fd)
+try:
+    os.close(os.open(path, os.O_RDONLY | os.O_DIRECTORY))
+    again = True
+except OSError:
+    again = False
+print(json.dumps({"again": again}), flush=True)
+"""
+
+FS_UID_HANDLES = 4096  # fs/ops.c
+
+
+def test_open_handles_of_one_uid_are_capped_with_emfile_and_recorded_once(world, mount, procs, read_as):
+    vault = world.vault
+    start = audit_rows(vault, "--limit", "1")[-1]["id"]
+    t0 = time.monotonic()
+    p = procs.add(subprocess.Popen(it.uid_argv(UID_C, [it.PYTHON, "-I", "-c", HOLD, mount.path,
+                                                       str(FS_UID_HANDLES + 200)]),
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env=it.READER_ENV, cwd="/"))
+    first = json.loads(p.stdout.readline() or b"{}")
+    if "skip" in first:
+        pytest.skip(first["skip"])
+    assert first == {"opened": FS_UID_HANDLES, "errors": {"EMFILE": 200}}, first
+    # another uid is not held back, nor is an agent
+    assert read_as(UID_A, mount.p(SECRET)) == (0, world.value, "")
+    rc, names, err = it.ls_as(UID_A, mount.path)
+    assert rc == 0 and names == ["stripe"], (rc, names, err)
+    p.stdin.write(b"close\n")
+    p.stdin.flush()
+    assert json.loads(p.stdout.readline()) == {"again": True}, "handles given back at close"
+    p.wait(timeout=30)
+    secs = time.monotonic() - t0
+    capped = [r for r in rows_after(vault, start) if r["uid"] == UID_C and "cap of open handles" in (r["reason"] or "")]
+    assert 1 <= len(capped) <= 1 + secs // 10, capped
+    assert all((r["event"], r["result"]) == ("open", "denied") for r in capped), capped
+    assert_intact(vault)
