@@ -12,7 +12,8 @@
  *   whoever sends the READ;
  * - commit the audit row of an open before replying, or fail it with EIO;
  * - decrypt into locked per-thread memory and wipe it after the reply;
- * - bound what the open handles of one uid hold (EMFILE beyond). */
+ * - bound what the open handles of one uid hold (EMFILE beyond), and how
+ *   many of its requests run at once (the rest wait their turn). */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -251,10 +252,14 @@ static int audit(const struct caller *c, const char *event, const char *result,
 #define USE_PROBE 16
 #define TRIM_BYTES (16 << 20) /* released since the last malloc_trim */
 
+struct deferred;
+
 struct use {
 	int used;
 	uid_t uid;
 	int64_t handles, bytes, noted_ns;
+	int inflight;                  /* requests running (dispatch) */
+	struct deferred *head, *last;  /* requests waiting for one to end */
 };
 
 static struct {
@@ -279,7 +284,8 @@ static struct use *use_of(uid_t uid, int64_t now)
 		struct use *u = &uses.t[(h + (uint64_t)k) % USE_SLOTS];
 		if (u->used && u->uid == uid)
 			return u;
-		if (!spare && (!u->used || (!u->handles && now - u->noted_ns >= FS_CAP_NOTE_NS)))
+		if (!spare && (!u->used || (!u->handles && !u->inflight && !u->head &&
+					    now - u->noted_ns >= FS_CAP_NOTE_NS)))
 			spare = u;
 	}
 	if (!spare)
@@ -949,32 +955,105 @@ static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	inval_later(ino);
 }
 
+/* ---- requests in flight per uid ----------------------------------------- */
+
+/* At most FS_UID_INFLIGHT lookups, getattrs, opendirs and opens of one uid
+ * run at once (half the default worker threads); more wait in the uid's
+ * queue, in order, while the worker goes back to the kernel for the next
+ * request (maybe another uid's), and run on the thread whose request of
+ * that uid ends. One uid that floods cannot hold every worker, so another
+ * uid's request waits for at most the requests in flight before it. The
+ * queue holds requests the kernel already sent: at most one per thread of
+ * the uid's processes. */
+#define FS_UID_INFLIGHT 8
+
+enum op { OP_LOOKUP, OP_GETATTR, OP_OPENDIR, OP_OPEN };
+
+struct deferred {
+	struct deferred *next;
+	enum op op;
+	fuse_req_t req;
+	fuse_ino_t ino;
+	struct fuse_file_info fi, *fip; /* fip: &fi, or NULL when none was given */
+	char name[];
+};
+
+static void run_op(enum op op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, const char *name)
+{
+	struct fs_state *fs = state(req); /* req is gone after the reply */
+	switch (op) {
+	case OP_LOOKUP: lookup_op(req, ino, name); break;
+	case OP_GETATTR: getattr_op(req, ino, fi); break;
+	case OP_OPENDIR: opendir_op(req, ino, fi); break;
+	case OP_OPEN: open_op(req, ino, fi); break;
+	}
+	txn_end(fs);
+}
+
+static void dispatch(enum op op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, const char *name)
+{
+	uid_t uid = fuse_req_ctx(req)->uid;
+	pthread_mutex_lock(&uses.mu);
+	struct use *u = use_of(uid, mono_ns());
+	if (u->inflight >= FS_UID_INFLIGHT) {
+		size_t n = name ? strlen(name) + 1 : 0;
+		struct deferred *d = malloc(sizeof *d + n);
+		if (d) { /* else it runs now */
+			memset(d, 0, sizeof *d);
+			d->op = op;
+			d->req = req;
+			d->ino = ino;
+			if (fi) {
+				d->fi = *fi;
+				d->fip = &d->fi;
+			}
+			if (name)
+				memcpy(d->name, name, n);
+			if (u->head)
+				u->last->next = d;
+			else
+				u->head = d;
+			u->last = d;
+			pthread_mutex_unlock(&uses.mu);
+			return;
+		}
+	}
+	u->inflight++;
+	pthread_mutex_unlock(&uses.mu);
+	run_op(op, req, ino, fi, name);
+	for (;;) {
+		pthread_mutex_lock(&uses.mu);
+		struct deferred *d = u->head;
+		if (!d) {
+			u->inflight--;
+			pthread_mutex_unlock(&uses.mu);
+			return;
+		}
+		u->head = d->next;
+		pthread_mutex_unlock(&uses.mu);
+		run_op(d->op, d->req, d->ino, d->fip, d->name);
+		free(d);
+	}
+}
+
 static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs_state *fs = state(req);
-	lookup_op(req, parent, name);
-	txn_end(fs);
+	dispatch(OP_LOOKUP, req, parent, NULL, name);
 }
 
 static void sh_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_state *fs = state(req);
-	getattr_op(req, ino, fi);
-	txn_end(fs);
+	dispatch(OP_GETATTR, req, ino, fi, NULL);
 }
 
 static void sh_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_state *fs = state(req);
-	opendir_op(req, ino, fi);
-	txn_end(fs);
+	dispatch(OP_OPENDIR, req, ino, fi, NULL);
 }
 
 static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_state *fs = state(req);
-	open_op(req, ino, fi);
-	txn_end(fs);
+	dispatch(OP_OPEN, req, ino, fi, NULL);
 }
 
 static void sh_rofs(fuse_req_t req)

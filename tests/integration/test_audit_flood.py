@@ -2,16 +2,19 @@
 moved away under a running daemon fails opens with EIO until it is back
 (item 4); refused lookups from a fork storm are capped per uid and counted
 (item 9); below [audit] reserve only the rows of opens are written (item
-10). The load figures are scripts/stress's."""
+10); one uid's open handles are capped (item 11) and it cannot hold every
+worker thread (item 13). The load figures are scripts/stress's and
+scripts/bench --contention's."""
 import json
 import os
+import sqlite3
 import subprocess
 import time
 
 import pytest
 
 import scopehold_it as it
-from scopehold_it import UID_A, UID_C
+from scopehold_it import UID_A, UID_B, UID_C
 from test_audit_trail import (EIO_TEXT, OTHER, SECRET, assert_intact, audit_rows, daemon_lines,  # noqa: F401
                               granted_open_rows, world)
 
@@ -211,4 +214,47 @@ def test_open_handles_of_one_uid_are_capped_with_emfile_and_recorded_once(world,
     capped = [r for r in rows_after(vault, start) if r["uid"] == UID_C and "cap of open handles" in (r["reason"] or "")]
     assert 1 <= len(capped) <= 1 + secs // 10, capped
     assert all((r["event"], r["result"]) == ("open", "denied") for r in capped), capped
+    assert_intact(vault)
+
+
+# Open path once and read it; print "ok" or the errno's name.
+OPEN_ONCE = r"""
+import errno, os, sys
+try:
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    os.read(fd, 100)
+    os.close(fd)
+    print("ok")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))
+"""
+
+
+def test_one_uid_cannot_hold_every_worker_thread(world, mount, procs, stat_as, read_as):
+    """While the audit store is locked, every granted open of beta waits in
+    its commit (up to the 5 s busy timeout). 24 of them, more than the 16
+    worker threads: only 8 run, the rest wait their turn, so alpha's lookup
+    is answered at once instead of after the busy timeout (issue 16 item 13)."""
+    vault = world.vault
+    con = sqlite3.connect(vault.audit_db, timeout=10, isolation_level=None)
+    flood = []
+    try:
+        con.execute("BEGIN EXCLUSIVE")
+        for _ in range(24):
+            flood.append(procs.add(subprocess.Popen(
+                it.uid_argv(UID_B, [it.PYTHON, "-I", "-c", OPEN_ONCE, mount.p(OTHER)]),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=it.READER_ENV, cwd="/")))
+        time.sleep(1.0)  # they start and block (the test cannot fail for a slow start)
+        rc, st, err = stat_as(UID_A, mount.p(SECRET), timeout=3)
+        assert rc == 0 and st["size"] == len(world.value), (rc, st, err)
+    except subprocess.TimeoutExpired:
+        pytest.fail("alpha's stat waited for beta's blocked opens: one uid held every worker thread")
+    finally:
+        con.execute("COMMIT")
+        con.close()
+    results = [p.communicate(timeout=60)[0].decode().strip() for p in flood]
+    assert results == ["ok"] * 24, results
+    assert read_as(UID_A, mount.p(SECRET)) == (0, world.value, "")
+    assert len(granted_open_rows(vault, agent="beta", path=OTHER)) == 24
     assert_intact(vault)
