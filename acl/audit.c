@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -33,6 +34,10 @@
 #define NS_PER_S 1000000000LL
 #define ENCODING_TAG "scopehold-audit-v1"
 #define COALESCE_SLOTS 64
+#define LIMIT_COST (NS_PER_S / AUDIT_LIMIT_RATE)     /* credit (ns) one limited row costs */
+#define LIMIT_FULL (AUDIT_LIMIT_BURST * LIMIT_COST)  /* a full bucket */
+#define LIMIT_UIDS 256                              /* uids tracked one by one */
+#define LIMIT_PROBE 8
 
 /* ---- schema --------------------------------------------------------------- */
 
@@ -805,6 +810,18 @@ struct slot {
 	int64_t last_ns;
 };
 
+/* A uid's token bucket for refused lookups and opens (limitable()): credit
+ * in ns, refilled by elapsed monotonic time up to LIMIT_FULL; a row costs
+ * LIMIT_COST. Rows without credit are counted in excess, one summary row per
+ * (uid, second of time_ns). */
+struct bucket {
+	int used;
+	int64_t uid;
+	int64_t credit, last;  /* credit at monotonic time last */
+	int64_t excess;        /* rows suppressed in second sec */
+	int64_t sec, last_ns;  /* ... and the time of the last of them */
+};
+
 struct audit_writer {
 	pthread_mutex_t mu;
 	pthread_cond_t work;   /* the writer waits for rows */
@@ -813,9 +830,19 @@ struct audit_writer {
 	struct vault_db *db;
 	struct entry *head, **tail;
 	int queued, cap, stopping;
+	int queued_nowait;     /* rows nobody waits for: these alone are capped */
 	int busy;              /* a batch is being written (by anyone) */
 	int ck_wanted;         /* the WAL has grown past CHECKPOINT_PAGES (under mu) */
 	int64_t dropped;
+	int64_t noted, noted_ns; /* dropped rows an audit.dropped row counted, and when */
+	const char *drop_why;  /* what lost the latest of them */
+	int64_t limited;       /* rows the per-uid limit counted into summaries */
+	int64_t reserve;       /* bytes kept free for the rows of opens (0: none) */
+	int64_t free_bytes;    /* on the store's filesystem at the last batch (-1: unknown) */
+	int low;               /* that was below the reserve */
+	dev_t dev;             /* the store the writer opened */
+	ino_t ino;
+	struct bucket buckets[LIMIT_UIDS], overflow;
 	int has_err;
 	char err[sizeof(((struct vault_err *)0)->msg) + 64];
 	struct slot slots[COALESCE_SLOTS];
@@ -860,6 +887,7 @@ static void enqueue(struct audit_writer *w, struct entry *e)
 	*w->tail = e;
 	w->tail = &e->next;
 	w->queued++;
+	w->queued_nowait += !e->wait;
 }
 
 static void set_err(struct audit_writer *w, const char *msg)
@@ -923,18 +951,161 @@ static void slot_count(struct audit_writer *w, struct slot *s, const struct audi
 		s->last_ns = r->time_ns;
 }
 
+/* ---- the per-uid limit of refused rows ---------------------------------- */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+/* Rows a caller can have written at will: every refused lookup, and opens
+ * refused for who the caller is or what it may read. Never a granted open,
+ * nor the error of an open an agent was granted. */
+static int limitable(const struct audit_row *r)
+{
+	if (!strcmp(r->result, "granted"))
+		return 0;
+	if (!strcmp(r->event, "lookup"))
+		return 1;
+	return !strcmp(r->event, "open") && (strcmp(r->result, "error") || !r->agent);
+}
+
+/* uid's bucket (mu held): the one holding it among LIMIT_PROBE neighbours,
+ * else a free one or one that is idle (full, nothing counted: the same as a
+ * new one), else the bucket all other uids share. */
+static struct bucket *bucket_of(struct audit_writer *w, int64_t uid, int64_t now)
+{
+	uint64_t h = ((uint64_t)uid * 0x9e3779b97f4a7c15ULL) >> 32;
+	struct bucket *spare = NULL;
+	for (int k = 0; k < LIMIT_PROBE; k++) {
+		struct bucket *b = &w->buckets[(h + (uint64_t)k) % LIMIT_UIDS];
+		if (b->used && b->uid == uid)
+			return b;
+		if (!spare && (!b->used || (!b->excess && now - b->last + b->credit >= LIMIT_FULL)))
+			spare = b;
+	}
+	if (!spare)
+		return &w->overflow;
+	memset(spare, 0, sizeof *spare);
+	spare->used = 1;
+	spare->uid = uid;
+	spare->credit = LIMIT_FULL;
+	spare->last = now;
+	return spare;
+}
+
+/* Queue the summary row of the bucket's excess (mu held). */
+static void bucket_flush(struct audit_writer *w, struct bucket *b)
+{
+	if (!b->excess)
+		return;
+	char reason[200];
+	snprintf(reason, sizeof reason, "refused lookups and opens over the limit of %d a second per uid"
+		 " (burst %d)%s: counted here, not written one by one", AUDIT_LIMIT_RATE, AUDIT_LIMIT_BURST,
+		 b == &w->overflow ? ", of uids beyond the ones tracked apart" : "");
+	struct audit_row r = {
+		.time_ns = b->last_ns, .event = AUDIT_EVENT_LIMITED, .result = "denied", .reason = reason,
+		.uid = b == &w->overflow ? -1 : b->uid, .gid = -1, .pid = -1, .tgid = -1, .sudo_uid = -1,
+		.count = b->excess,
+	};
+	struct entry *e = w->queued_nowait < w->cap ? entry_new(&r) : NULL;
+	if (e) {
+		enqueue(w, e);
+	} else {
+		w->dropped += b->excess;
+		w->drop_why = "the audit queue was full";
+	}
+	b->excess = 0;
+}
+
+/* May the limitable row r be written (mu held)? 1: a token was taken; 0: it
+ * is counted into its uid's summary instead. */
+static int take(struct audit_writer *w, const struct audit_row *r)
+{
+	int64_t now = mono_ns();
+	struct bucket *b = bucket_of(w, r->uid, now);
+	b->credit += now - b->last;
+	if (b->credit > LIMIT_FULL)
+		b->credit = LIMIT_FULL;
+	b->last = now;
+	if (b->credit >= LIMIT_COST) {
+		b->credit -= LIMIT_COST;
+		return 1;
+	}
+	int64_t sec = r->time_ns / NS_PER_S;
+	if (b->excess && b->sec != sec)
+		bucket_flush(w, b);
+	if (!b->excess) {
+		b->sec = sec;
+		b->last_ns = 0;
+		pthread_cond_signal(&w->work); /* arm the writer's end-of-second wake-up */
+	}
+	b->excess += r->count;
+	w->limited += r->count;
+	if (r->time_ns > b->last_ns)
+		b->last_ns = r->time_ns;
+	return 0;
+}
+
+/* Queue the summaries of seconds before now_sec (mu held). 1 when a bucket
+ * still counts rows of the current second. */
+static int buckets_flush(struct audit_writer *w, int64_t now_sec)
+{
+	int pending = 0;
+	for (int i = 0; i <= LIMIT_UIDS; i++) {
+		struct bucket *b = i < LIMIT_UIDS ? &w->buckets[i] : &w->overflow;
+		if (!b->excess)
+			continue;
+		if (b->sec < now_sec)
+			bucket_flush(w, b);
+		else
+			pending = 1;
+	}
+	return pending;
+}
+
+/* Queue one audit.dropped row for the rows lost since the last one, at most
+ * one a second and not while the store fails (mu held). 1 when lost rows
+ * wait for their row. */
+static int note_dropped(struct audit_writer *w, int64_t now_ns, int force)
+{
+	if (w->dropped == w->noted)
+		return 0;
+	if (w->has_err && force)
+		return 0; /* stopping on a failing store: its row would only be lost too */
+	if (!force && (w->has_err || now_ns - w->noted_ns < NS_PER_S))
+		return 1;
+	char reason[160];
+	snprintf(reason, sizeof reason, "rows of refused lookups lost: %s",
+		 w->drop_why ? w->drop_why : "the audit store could not be written");
+	struct audit_row r = {
+		.event = AUDIT_EVENT_DROPPED, .result = "error", .reason = reason, .uid = -1, .gid = -1,
+		.pid = -1, .tgid = -1, .sudo_uid = -1, .count = w->dropped - w->noted, .time_ns = now_ns,
+	};
+	struct entry *e = entry_new(&r); /* one a second: not capped */
+	if (!e)
+		return 1;
+	enqueue(w, e);
+	w->noted = w->dropped;
+	w->noted_ns = now_ns;
+	return 0;
+}
+
 /* Queue the row that counts the repeats the slot suppressed, then free it. */
 static void slot_flush(struct audit_writer *w, struct slot *s)
 {
 	if (!s->tmpl)
 		return;
 	if (s->suppressed > 0) {
-		if (w->queued >= w->cap) {
+		s->tmpl->row.count = s->suppressed;
+		s->tmpl->row.time_ns = s->last_ns;
+		if (w->queued_nowait >= w->cap) {
 			w->dropped += s->suppressed;
-		} else {
+			w->drop_why = "the audit queue was full";
+		} else if (take(w, &s->tmpl->row)) {
 			struct entry *e = s->tmpl;
-			e->row.count = s->suppressed;
-			e->row.time_ns = s->last_ns;
 			e->slot = NULL;
 			enqueue(w, e);
 			s->tmpl = NULL;
@@ -971,8 +1142,10 @@ static void complete(struct audit_writer *w, struct entry *batch, int rc)
 			batch->rc = rc;
 			batch->done = 1; /* the submitter frees it */
 		} else {
-			if (rc < 0)
+			if (rc < 0) {
 				w->dropped += batch->row.count;
+				w->drop_why = "the audit store could not be written";
+			}
 			free(batch);
 		}
 		batch = next;
@@ -998,6 +1171,59 @@ static int write_batch(struct audit_writer *w, struct entry *batch, size_t n, st
 	return append_rows(w->db, NULL, n, w->rows, NULL, e);
 }
 
+/* Is the file at the configured path still the store this writer writes?
+ * (at most once per batch: SQLite compares the path's inode with its
+ * descriptor's, and the path's (dev, ino) must be those seen at start; a
+ * removed file has no path, a moved one another inode there) */
+static int store_check(struct audit_writer *w, struct vault_err *e)
+{
+	sqlite3 *h = vault_db_handle(w->db);
+	const char *path = sqlite3_db_filename(h, "main");
+	int moved = 0;
+	struct stat st;
+	if (sqlite3_file_control(h, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK)
+		moved = 0;
+	if (!moved && (!path || stat(path, &st) < 0 || st.st_dev != w->dev || st.st_ino != w->ino))
+		moved = 1;
+	if (moved)
+		return vault_fail(e, VAULT_EIO, "the audit store was removed or moved away: the file at that path "
+				  "is not the one this daemon writes; opens fail until it is back");
+	return 0;
+}
+
+/* Free space on the store's filesystem (bytes), or -1 when unknown. */
+static int64_t store_free(struct audit_writer *w)
+{
+	const char *path = sqlite3_db_filename(vault_db_handle(w->db), "main");
+	struct statvfs sv;
+	if (!path || statvfs(path, &sv) < 0)
+		return -1;
+	return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+}
+
+/* Below the reserve: keep the rows of opens (and what counts the loss),
+ * free the others and add their counts to *lost. The batch is private to
+ * lead() and none of the freed rows has a waiter. */
+static struct entry *keep_opens(struct entry *batch, size_t *n, int64_t *lost)
+{
+	struct entry *head = NULL, **tail = &head;
+	while (batch) {
+		struct entry *next = batch->next;
+		if (batch->wait || !strcmp(batch->row.event, "open") ||
+		    !strcmp(batch->row.event, AUDIT_EVENT_DROPPED)) {
+			*tail = batch;
+			tail = &batch->next;
+		} else {
+			*lost += batch->row.count;
+			(*n)--;
+			free(batch);
+		}
+		batch = next;
+	}
+	*tail = NULL;
+	return head;
+}
+
 /* Take the whole queue and write it in one transaction; called with mu
  * held and !busy, returns with mu held. The caller is the writer thread or
  * a submitter that leads the commit itself (no hand-off to another thread
@@ -1017,14 +1243,27 @@ static void lead(struct audit_writer *w)
 	w->head = NULL;
 	w->tail = &w->head;
 	w->queued = 0;
+	w->queued_nowait = 0;
 	w->busy = 1;
+	int64_t reserve = w->reserve;
 	pthread_mutex_unlock(&w->mu);
 
 	struct vault_err e = { 0 };
-	int rc = write_batch(w, batch, n, &e);
+	int64_t lost = 0, avail = -1;
+	int rc = store_check(w, &e);
+	if (rc == 0 && reserve > 0 && (avail = store_free(w)) >= 0 && avail < reserve)
+		batch = keep_opens(batch, &n, &lost);
+	if (rc == 0 && n > 0)
+		rc = write_batch(w, batch, n, &e);
 
 	pthread_mutex_lock(&w->mu);
 	w->busy = 0;
+	w->free_bytes = avail;
+	w->low = lost > 0 || (avail >= 0 && avail < reserve);
+	if (lost) {
+		w->dropped += lost;
+		w->drop_why = "free space on the audit store's filesystem was below [audit] reserve";
+	}
 	if (rc < 0) {
 		char msg[sizeof w->err];
 		snprintf(msg, sizeof msg, "cannot write %zu audit row%s to '%s': %s", n, n == 1 ? "" : "s",
@@ -1035,8 +1274,8 @@ static void lead(struct audit_writer *w)
 	}
 	complete(w, batch, rc);
 	/* rows that came during the write: whoever is free leads; a wanted
-	 * checkpoint: the writer thread takes the token now */
-	if (w->head || w->ck_wanted)
+	 * checkpoint or lost rows to count: the writer thread, now */
+	if (w->head || w->ck_wanted || w->dropped != w->noted)
 		pthread_cond_signal(&w->work);
 }
 
@@ -1078,7 +1317,11 @@ static void *writer_main(void *arg)
 			pthread_cond_broadcast(&w->done); /* waiters may lead now */
 			continue;
 		}
-		int pending = slots_flush(w, w->stopping ? INT64_MAX : vault_now_ns() / NS_PER_S);
+		int64_t now = vault_now_ns();
+		int64_t now_sec = w->stopping ? INT64_MAX : now / NS_PER_S;
+		int pending = slots_flush(w, now_sec);
+		pending |= buckets_flush(w, now_sec);
+		pending |= note_dropped(w, now, w->stopping);
 		if ((!w->head || w->busy) && !w->stopping) {
 			if (pending) {
 				/* wake just after this second ends to write the repeats */
@@ -1120,6 +1363,11 @@ struct audit_writer *audit_writer_start(const char *db_path, enum vault_sync syn
 	}
 	w->cap = queue > 0 ? queue : 4096;
 	w->tail = &w->head;
+	w->free_bytes = -1;
+	w->overflow.used = 1;
+	w->overflow.uid = -1;
+	w->overflow.credit = LIMIT_FULL;
+	w->overflow.last = mono_ns();
 	if (!(w->db = vault_db_open(db_path, VAULT_DB_NOMIGRATE, e)))
 		goto err;
 	sqlite3 *h = vault_db_handle(w->db);
@@ -1134,6 +1382,14 @@ struct audit_writer *audit_writer_start(const char *db_path, enum vault_sync syn
 	sqlite3_exec(h, "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -512;"
 		     " PRAGMA journal_size_limit = 67108864", NULL, NULL, NULL);
 	sqlite3_wal_hook(h, wal_hook, w);
+	struct stat st;
+	const char *real = sqlite3_db_filename(h, "main");
+	if (!real || stat(real, &st) < 0) {
+		vault_fail(e, VAULT_EIO, "cannot stat the audit store '%s': %s", db_path, strerror(errno));
+		goto err;
+	}
+	w->dev = st.st_dev;
+	w->ino = st.st_ino;
 	if (!vault_db_stmt(w->db, sql_writer_check, e) || !vault_db_stmt(w->db, sql_last, e) ||
 	    !vault_db_stmt(w->db, sql_seq, e) || !vault_db_stmt(w->db, sql_insert, e))
 		goto err;
@@ -1182,6 +1438,10 @@ int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int
 			pthread_mutex_unlock(&w->mu);
 			return 0;
 		}
+		if (!take(w, &r)) { /* over its uid's limit: counted in a summary */
+			pthread_mutex_unlock(&w->mu);
+			return 0;
+		}
 		pthread_mutex_unlock(&w->mu);
 		/* allocate outside the lock */
 		struct entry *tmpl = entry_new(&r);
@@ -1205,7 +1465,7 @@ int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int
 			return 0;
 		}
 		slot_flush(w, s);
-		if (w->queued >= w->cap) {
+		if (w->queued_nowait >= w->cap) {
 			free(tmpl);
 			goto full;
 		}
@@ -1213,8 +1473,12 @@ int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int
 		s->queued = e;
 		s->sec = sec;
 		e->slot = s;
-	} else if (w->queued >= w->cap) {
-		goto full;
+	} else if (limitable(&r) && !take(w, &r)) {
+		pthread_mutex_unlock(&w->mu);
+		free(e);
+		return 0;
+	} else if (!wait && w->queued_nowait >= w->cap) {
+		goto full; /* a waited row is never refused for the rows nobody waits for */
 	}
 	e->wait = wait;
 	enqueue(w, e);
@@ -1237,22 +1501,21 @@ int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int
 	free(e);
 	return rc < 0 ? -1 : 0;
 
-full:
-	if (!wait)
-		w->dropped += r.count;
-	{
-		char msg[96];
-		snprintf(msg, sizeof msg, "the audit queue is full (%d rows wait for the writer)", w->cap);
-		set_err(w, msg);
-	}
+full: /* never a waited row */
+	w->dropped += r.count;
+	w->drop_why = "the audit queue was full";
+	pthread_cond_signal(&w->work);
 	pthread_mutex_unlock(&w->mu);
 	free(e);
 	return -1;
 nomem:
 	pthread_mutex_lock(&w->mu);
-	if (!wait)
+	if (wait) {
+		set_err(w, "out of memory queueing an audit row");
+	} else {
 		w->dropped += r.count;
-	set_err(w, "out of memory queueing an audit row");
+		w->drop_why = "out of memory";
+	}
 	pthread_mutex_unlock(&w->mu);
 	return -1;
 }
@@ -1268,6 +1531,31 @@ const char *audit_writer_error(struct audit_writer *w)
 		memcpy(copy, w->err, sizeof copy);
 	pthread_mutex_unlock(&w->mu);
 	return has ? copy : NULL;
+}
+
+void audit_writer_set_reserve(struct audit_writer *w, int64_t bytes)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->reserve = bytes > 0 ? bytes : 0;
+	pthread_mutex_unlock(&w->mu);
+}
+
+void audit_writer_status(struct audit_writer *w, struct audit_writer_status *st)
+{
+	memset(st, 0, sizeof *st);
+	st->free_bytes = -1;
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	st->dropped = w->dropped;
+	st->limited = w->limited;
+	st->free_bytes = w->free_bytes;
+	st->reserve = w->reserve;
+	st->low = w->low;
+	snprintf(st->drop_why, sizeof st->drop_why, "%s", w->drop_why ? w->drop_why : "");
+	pthread_mutex_unlock(&w->mu);
 }
 
 int64_t audit_writer_dropped(struct audit_writer *w)

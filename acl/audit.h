@@ -15,6 +15,10 @@
 #define AUDIT_TEXT_MAX 4096           /* longest string field; the writer cuts
 					 longer ones, audit_append refuses them */
 #define AUDIT_EVENT_PRUNE "audit.prune" /* reserved: only audit_prune writes it */
+#define AUDIT_EVENT_DROPPED "audit.dropped" /* the writer's count of rows it lost */
+#define AUDIT_EVENT_LIMITED "audit.limited" /* the writer's count of rows over the limit */
+#define AUDIT_LIMIT_RATE 5    /* refused rows a second per uid, sustained, ... */
+#define AUDIT_LIMIT_BURST 50  /* ... after a burst of this many */
 
 /* One row. Strings may be NULL (stored as NULL); numbers are -1 when not
  * applicable (secret_id/version 0 when none). The caller owns the strings. */
@@ -67,15 +71,54 @@ int audit_append(struct vault_db *db, const struct audit_row *rows, size_t n,
 struct audit_writer;
 
 /* Start the writer thread on its own connection to db_path, with SQLite's
- * synchronous mode from sync, and at most queue rows waiting. */
+ * synchronous mode from sync, and at most queue rows waiting that nobody
+ * waits for (waited rows are bounded by the threads that wait: never
+ * refused for a full queue). Before each batch it checks, once, that the
+ * file at db_path is still the one it opened ((dev, ino), not removed):
+ * if not, the batch fails (waiters get -1) until the file is back. */
 struct audit_writer *audit_writer_start(const char *db_path, enum vault_sync sync,
 					int queue, struct vault_err *e);
 
 /* Hand a row to the writer (copied). With wait, return only after the
- * transaction that holds it committed: 0, or -1 when the commit failed or the
- * queue is full (the open must then fail with EIO). Without wait, return at
- * once (0, or -1 when the queue is full: the row is counted as dropped). */
+ * transaction that holds it committed: 0, or -1 when the commit failed (the
+ * open must then fail with EIO). Without wait, return at once (0, or -1
+ * when the queue is full: the row is counted as dropped).
+ *
+ * The per-uid limit: rows a caller can cause at will -- every refused
+ * lookup, and opens refused for who the caller is or what it may read
+ * (denied, unknown-caller, ambiguous; error without an agent), never a
+ * granted open nor the error of a granted agent's open -- take a token of
+ * their uid's bucket (AUDIT_LIMIT_RATE a second, AUDIT_LIMIT_BURST at
+ * most; 256 uids apart, the rest share one). Without a token the row is
+ * not written (submit returns 0; an open waits for nothing) but counted
+ * into one AUDIT_EVENT_LIMITED row per uid and second (result "denied",
+ * count = the rows, uid = the uid or -1 for the shared bucket), queued
+ * when that second is over. Coalesced repeats (below) cost no token.
+ *
+ * Lost rows (queue full, their batch failed, or below the reserve) are
+ * counted into an AUDIT_EVENT_DROPPED row (result "error", reason says
+ * why, count = the rows) that the writer queues at most once a second
+ * after a commit succeeded. So the counts of the rows always add up. */
 int audit_writer_submit(struct audit_writer *w, const struct audit_row *row, int wait);
+
+/* Keep bytes free on the store's filesystem for the rows of opens: when a
+ * batch finds less free, it writes only rows of event "open" (and
+ * AUDIT_EVENT_DROPPED rows) and counts the others as dropped. 0: none
+ * (the default). */
+void audit_writer_set_reserve(struct audit_writer *w, int64_t bytes);
+
+struct audit_writer_status {
+	int64_t dropped;     /* audit_writer_dropped */
+	int64_t limited;     /* rows counted into AUDIT_EVENT_LIMITED rows */
+	int64_t free_bytes;  /* free on the store's filesystem at the last
+				batch, -1 unknown (no batch, or no reserve) */
+	int64_t reserve;
+	int low;             /* the last batch was below the reserve */
+	char drop_why[128];  /* what lost the latest dropped row, "" none */
+};
+
+/* A copy of the writer's counters. */
+void audit_writer_status(struct audit_writer *w, struct audit_writer_status *st);
 
 /* The last failure the writer saw, for the daemon's one log line, or NULL.
  * Cleared by a later successful commit. */

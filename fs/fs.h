@@ -66,7 +66,9 @@ struct fs_state {
 	struct audit_writer *audit;
 	pthread_key_t tls;          /* per-thread connection and buffer */
 	atomic_int audit_failing;   /* 1 after the first failed audit commit was logged */
-	_Atomic int64_t audit_dropped; /* rows lost so far that the trail records */
+	atomic_int audit_low;       /* the store's filesystem was below the reserve, logged */
+	_Atomic int64_t audit_noted_ns; /* when audit_notes last looked */
+	_Atomic int64_t audit_dropped; /* rows lost so far that the log has counted */
 	struct fs_launch *launch;   /* the launch socket's thread, or NULL */
 };
 

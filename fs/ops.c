@@ -11,9 +11,12 @@
  * - pin the version at open and answer read from the handle, not from
  *   whoever sends the READ;
  * - commit the audit row of an open before replying, or fail it with EIO;
- * - decrypt into locked per-thread memory and wipe it after the reply. */
+ * - decrypt into locked per-thread memory and wipe it after the reply;
+ * - bound what the open handles of one uid hold (EMFILE beyond), and how
+ *   many of its requests run at once (the rest wait their turn). */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,22 +164,31 @@ static const char *who_result(const struct acl_who *w)
 	return "error";
 }
 
-/* Record in the trail how many rows (denied lookups, which nobody waits
- * for) were lost while the store could not be written. */
-static void audit_dropped(struct fs_state *fs)
+/* After a committed open: say when the free space on the store's
+ * filesystem went below the reserve or back, and (at most every NOTE_NS,
+ * or when opens resume) how many rows -- refused lookups, which nobody
+ * waits for -- were lost since the last time: the writer counts them in
+ * audit.dropped rows. */
+#define NOTE_NS (10 * 1000000000LL)
+static void audit_notes(struct fs_state *fs, int now)
 {
-	int64_t total = audit_writer_dropped(fs->audit);
-	int64_t lost = total - atomic_exchange(&fs->audit_dropped, total);
-	if (lost <= 0)
-		return;
-	struct audit_row r = {
-		.event = "audit.dropped", .result = "error",
-		.reason = "rows lost while the audit store could not be written",
-		.uid = -1, .gid = -1, .pid = -1, .tgid = -1, .sudo_uid = -1, .count = lost,
-	};
-	fprintf(stderr, "scopeholdfs: %lld audit row(s) of denied lookups were lost during the fault\n",
-		(long long)lost);
-	audit_writer_submit(fs->audit, &r, 0);
+	struct audit_writer_status st;
+	audit_writer_status(fs->audit, &st);
+	int64_t t = vault_now_ns(), lost = 0;
+	if (st.dropped != atomic_load(&fs->audit_dropped) &&
+	    (now || t - atomic_load(&fs->audit_noted_ns) >= NOTE_NS)) {
+		atomic_store(&fs->audit_noted_ns, t);
+		lost = st.dropped - atomic_exchange(&fs->audit_dropped, st.dropped);
+	}
+	if (lost > 0)
+		fprintf(stderr, "scopeholdfs: %lld audit row(s) of refused lookups were lost (%s); "
+			"audit.dropped rows count them\n", (long long)lost, st.drop_why);
+	if (atomic_exchange(&fs->audit_low, st.low) != st.low)
+		fprintf(stderr, st.low ? "scopeholdfs: %lld MiB free on the audit store's filesystem, below [audit] reserve "
+				 "(%lld MiB): only rows of opens are written\n"
+				 : "scopeholdfs: %lld MiB free on the audit store's filesystem, the reserve (%lld MiB) "
+				 "is kept again: every row is written\n",
+			(long long)(st.free_bytes >> 20), (long long)(st.reserve >> 20));
 }
 
 /* Audit one event of a caller. wait: return only after the commit. Needs
@@ -208,18 +220,137 @@ static int audit(const struct caller *c, const char *event, const char *result,
 		.count = 1,
 	};
 	if (audit_writer_submit(fs->audit, &r, wait) == 0) {
-		if (wait && atomic_exchange(&fs->audit_failing, 0)) {
+		int resumed = wait && atomic_load(&fs->audit_failing) && atomic_exchange(&fs->audit_failing, 0);
+		if (resumed)
 			fprintf(stderr, "scopeholdfs: audit store writable again; opens resume\n");
-			audit_dropped(fs);
-		}
+		if (wait)
+			audit_notes(fs, resumed);
 		return 0;
 	}
+	if (!wait) /* only a row nobody waits for was lost (counted): opens go on */
+		return -1;
+	/* A waited row failed: its commit did, which fails every open. */
 	if (!atomic_exchange(&fs->audit_failing, 1)) {
 		const char *why = audit_writer_error(fs->audit);
 		fprintf(stderr, "scopeholdfs: cannot write audit rows (%s); every open fails with EIO until this is fixed\n",
-			why ? why : "queue full");
+			why ? why : "unknown error");
 	}
 	return -1;
+}
+
+/* ---- open handles per uid ------------------------------------------------ */
+
+/* The open handles of one uid (directories with their listing, files with
+ * their sealed value or text) hold at most FS_UID_HANDLES handles and
+ * FS_UID_BYTES bytes: beyond, opendir and open fail with EMFILE, recorded
+ * once per FS_CAP_NOTE_NS per uid. Uids for which no slot is free in their
+ * probe window share one more slot (and its cap). */
+#define FS_UID_HANDLES 4096
+#define FS_UID_BYTES (64LL << 20)
+#define FS_CAP_NOTE_NS (10 * 1000000000LL)
+#define USE_SLOTS 1024
+#define USE_PROBE 16
+#define TRIM_BYTES (16 << 20) /* released since the last malloc_trim */
+
+struct deferred;
+
+struct use {
+	int used;
+	uid_t uid;
+	int64_t handles, bytes, noted_ns;
+	int inflight;                  /* requests running (dispatch) */
+	struct deferred *head, *last;  /* requests waiting for one to end */
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct use t[USE_SLOTS + 1]; /* the last one is shared */
+	int64_t freed;
+} uses = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* uid's slot (uses.mu held): its own, a free or idle one, or the shared. */
+static struct use *use_of(uid_t uid, int64_t now)
+{
+	uint64_t h = ((uint64_t)uid * 0x9e3779b97f4a7c15ULL) >> 40;
+	struct use *spare = NULL;
+	for (int k = 0; k < USE_PROBE; k++) {
+		struct use *u = &uses.t[(h + (uint64_t)k) % USE_SLOTS];
+		if (u->used && u->uid == uid)
+			return u;
+		if (!spare && (!u->used || (!u->handles && !u->inflight && !u->head &&
+					    now - u->noted_ns >= FS_CAP_NOTE_NS)))
+			spare = u;
+	}
+	if (!spare)
+		return &uses.t[USE_SLOTS];
+	memset(spare, 0, sizeof *spare);
+	spare->used = 1;
+	spare->uid = uid;
+	spare->noted_ns = now - FS_CAP_NOTE_NS;
+	return spare;
+}
+
+/* Count a handle of the request's uid that holds bytes: its slot (to give
+ * back to handle_put), or NULL when over the cap; then the refusal is
+ * audited (once per uid and FS_CAP_NOTE_NS) as an open of c (NULL: read
+ * the caller from req) and the caller gets EMFILE. */
+static struct use *handle_get(fuse_req_t req, struct caller *c, const struct vault_secret *s, size_t bytes)
+{
+	uid_t uid = fuse_req_ctx(req)->uid;
+	int64_t now = mono_ns();
+	int note = 0;
+	pthread_mutex_lock(&uses.mu);
+	struct use *u = use_of(uid, now);
+	if (u->handles >= FS_UID_HANDLES || u->bytes + (int64_t)bytes > FS_UID_BYTES) {
+		if ((note = now - u->noted_ns >= FS_CAP_NOTE_NS))
+			u->noted_ns = now;
+		u = NULL;
+	} else {
+		u->handles++;
+		u->bytes += (int64_t)bytes;
+	}
+	pthread_mutex_unlock(&uses.mu);
+	if (note) {
+		struct caller own;
+		if (!c) {
+			memset(&own, 0, sizeof own);
+			own.fs = state(req);
+			own.own = *fuse_req_ctx(req);
+			own.ctx = &own.own;
+			own.who.result = ACL_WHO_NONE;
+			c = &own;
+		}
+		char reason[160];
+		snprintf(reason, sizeof reason, "over the cap of open handles of this uid (%d handles, %lld MiB): "
+			 "EMFILE, recorded once per %lld s", FS_UID_HANDLES, (long long)(FS_UID_BYTES >> 20),
+			 (long long)(FS_CAP_NOTE_NS / 1000000000LL));
+		audit(c, "open", "denied", reason, s, 0);
+	}
+	if (!u)
+		fuse_reply_err(req, EMFILE);
+	return u;
+}
+
+/* Give back what handle_get counted; return freed memory to the system
+ * once enough was released. */
+static void handle_put(struct use *u, size_t bytes)
+{
+	pthread_mutex_lock(&uses.mu);
+	u->handles--;
+	u->bytes -= (int64_t)bytes;
+	int trim = (uses.freed += (int64_t)bytes) >= TRIM_BYTES;
+	if (trim)
+		uses.freed = 0;
+	pthread_mutex_unlock(&uses.mu);
+	if (trim)
+		malloc_trim(0);
 }
 
 /* ---- attributes --------------------------------------------------------- */
@@ -351,6 +482,7 @@ static void sh_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	clock_gettime(CLOCK_REALTIME, &started);
 	struct fs_state *fs = userdata;
+	audit_writer_set_reserve(fs->audit, fs->cfg.audit_reserve);
 	pthread_t t;
 	if (fs->se && !inval.se && pthread_create(&t, NULL, inval_main, NULL) == 0) {
 		pthread_detach(t); /* it may sit in the kernel at exit; never joined */
@@ -515,6 +647,8 @@ struct dirbuf {
 	size_t hint;   /* where the last reply ended: a known record boundary */
 	int64_t agent; /* whose listing (node ids of secrets name the agent) */
 	int failed;
+	struct use *use; /* counted against its uid */
+	size_t bytes;
 };
 
 static void dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino, mode_t mode)
@@ -595,10 +729,24 @@ static void opendir_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, rc < 0 ? EIO : ENOMEM);
 		return;
 	}
+	if (d->len && d->len < d->cap) { /* held until close: no slack */
+		char *p = realloc(d->p, d->len);
+		if (p) {
+			d->p = p;
+			d->cap = d->len;
+		}
+	}
+	d->bytes = sizeof *d + d->cap;
+	if (!(d->use = handle_get(req, NULL, NULL, d->bytes))) {
+		free(d->p);
+		free(d);
+		return;
+	}
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->keep_cache = 0;
 	fi->cache_readdir = 0;
 	if (fuse_reply_open(req, fi) != 0) {
+		handle_put(d->use, d->bytes);
 		free(d->p);
 		free(d);
 	}
@@ -652,6 +800,7 @@ static void sh_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void sh_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dirbuf *d = (struct dirbuf *)(uintptr_t)fi->fh;
+	handle_put(d->use, d->bytes);
 	free(d->p);
 	free(d);
 	fuse_reply_err(req, 0);
@@ -662,6 +811,8 @@ struct handle {
 	int whoami;
 	struct vault_sealed sealed;
 	size_t len;
+	struct use *use; /* counted against its uid */
+	size_t bytes;
 	char text[];
 };
 
@@ -682,11 +833,18 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		caller_get(req, &c);
 		h->whoami = 1;
 		h->len = whoami_text(&c, h->text, WHOAMI_MAX);
+		h->bytes = sizeof *h + WHOAMI_MAX;
+		if (!(h->use = handle_get(req, &c, NULL, h->bytes))) {
+			free(h);
+			return;
+		}
 		fi->fh = (uint64_t)(uintptr_t)h;
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
-		if (fuse_reply_open(req, fi) != 0)
+		if (fuse_reply_open(req, fi) != 0) {
+			handle_put(h->use, h->bytes);
 			free(h);
+		}
 		return;
 	}
 	if (FS_INO_KIND(ino) != FS_INO_SECRET) {
@@ -737,7 +895,14 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EIO);
 		return;
 	}
+	h->bytes = sizeof *h + h->sealed.ctlen;
+	if (!(h->use = handle_get(req, &c, &s, h->bytes))) {
+		vault_sealed_clear(&h->sealed);
+		free(h);
+		return;
+	}
 	if (audit(&c, "open", "granted", NULL, &s, 1) < 0) {
+		handle_put(h->use, h->bytes);
 		vault_sealed_clear(&h->sealed);
 		free(h);
 		fuse_reply_err(req, EIO);
@@ -751,6 +916,7 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* The caller was gone (killed) before the reply: no handle
 		 * reached it, and the trail says so. */
 		audit(&c, "open", "error", "caller gone before the reply", &s, 0);
+		handle_put(h->use, h->bytes);
 		vault_sealed_clear(&h->sealed);
 		free(h);
 	}
@@ -791,6 +957,7 @@ static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	handle_put(h->use, h->bytes);
 	vault_sealed_clear(&h->sealed);
 	free(h);
 	fuse_reply_err(req, 0);
@@ -799,32 +966,105 @@ static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	inval_later(ino);
 }
 
+/* ---- requests in flight per uid ----------------------------------------- */
+
+/* At most FS_UID_INFLIGHT lookups, getattrs, opendirs and opens of one uid
+ * run at once (half the default worker threads); more wait in the uid's
+ * queue, in order, while the worker goes back to the kernel for the next
+ * request (maybe another uid's), and run on the thread whose request of
+ * that uid ends. One uid that floods cannot hold every worker, so another
+ * uid's request waits for at most the requests in flight before it. The
+ * queue holds requests the kernel already sent: at most one per thread of
+ * the uid's processes. */
+#define FS_UID_INFLIGHT 8
+
+enum op { OP_LOOKUP, OP_GETATTR, OP_OPENDIR, OP_OPEN };
+
+struct deferred {
+	struct deferred *next;
+	enum op op;
+	fuse_req_t req;
+	fuse_ino_t ino;
+	struct fuse_file_info fi, *fip; /* fip: &fi, or NULL when none was given */
+	char name[];
+};
+
+static void run_op(enum op op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, const char *name)
+{
+	struct fs_state *fs = state(req); /* req is gone after the reply */
+	switch (op) {
+	case OP_LOOKUP: lookup_op(req, ino, name); break;
+	case OP_GETATTR: getattr_op(req, ino, fi); break;
+	case OP_OPENDIR: opendir_op(req, ino, fi); break;
+	case OP_OPEN: open_op(req, ino, fi); break;
+	}
+	txn_end(fs);
+}
+
+static void dispatch(enum op op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, const char *name)
+{
+	uid_t uid = fuse_req_ctx(req)->uid;
+	pthread_mutex_lock(&uses.mu);
+	struct use *u = use_of(uid, mono_ns());
+	if (u->inflight >= FS_UID_INFLIGHT) {
+		size_t n = name ? strlen(name) + 1 : 0;
+		struct deferred *d = malloc(sizeof *d + n);
+		if (d) { /* else it runs now */
+			memset(d, 0, sizeof *d);
+			d->op = op;
+			d->req = req;
+			d->ino = ino;
+			if (fi) {
+				d->fi = *fi;
+				d->fip = &d->fi;
+			}
+			if (name)
+				memcpy(d->name, name, n);
+			if (u->head)
+				u->last->next = d;
+			else
+				u->head = d;
+			u->last = d;
+			pthread_mutex_unlock(&uses.mu);
+			return;
+		}
+	}
+	u->inflight++;
+	pthread_mutex_unlock(&uses.mu);
+	run_op(op, req, ino, fi, name);
+	for (;;) {
+		pthread_mutex_lock(&uses.mu);
+		struct deferred *d = u->head;
+		if (!d) {
+			u->inflight--;
+			pthread_mutex_unlock(&uses.mu);
+			return;
+		}
+		u->head = d->next;
+		pthread_mutex_unlock(&uses.mu);
+		run_op(d->op, d->req, d->ino, d->fip, d->name);
+		free(d);
+	}
+}
+
 static void sh_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs_state *fs = state(req);
-	lookup_op(req, parent, name);
-	txn_end(fs);
+	dispatch(OP_LOOKUP, req, parent, NULL, name);
 }
 
 static void sh_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_state *fs = state(req);
-	getattr_op(req, ino, fi);
-	txn_end(fs);
+	dispatch(OP_GETATTR, req, ino, fi, NULL);
 }
 
 static void sh_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_state *fs = state(req);
-	opendir_op(req, ino, fi);
-	txn_end(fs);
+	dispatch(OP_OPENDIR, req, ino, fi, NULL);
 }
 
 static void sh_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_state *fs = state(req);
-	open_op(req, ino, fi);
-	txn_end(fs);
+	dispatch(OP_OPEN, req, ino, fi, NULL);
 }
 
 static void sh_rofs(fuse_req_t req)

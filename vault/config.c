@@ -26,6 +26,30 @@ static int set_path(char *dst, const char *val)
 	return 1;
 }
 
+/* "N", "NK", "NM", "NG" or "NT" (binary multiples; "KiB", "MiB", ... too):
+ * 1, else 0. */
+static int set_size(int64_t *dst, const char *val)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(val, &end, 10);
+	if (end == val || n < 0 || errno)
+		return 0;
+	int shift = 0;
+	const char *units = "KMGT";
+	const char *u = *end ? strchr(units, *end) : NULL;
+	if (u) {
+		shift = 10 * (int)(u - units + 1);
+		end++;
+		if (!strcmp(end, "iB"))
+			end += 2;
+	}
+	if (*end || (shift && n > (INT64_MAX >> shift)))
+		return 0;
+	*dst = (int64_t)n << shift;
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse *p = user;
@@ -64,6 +88,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		for (int i = 0; i < 4; i++)
 			if (!strcmp(value, lv[i]))
 				c->log_level = pr[i], ok = 1;
+	} else if (!strcmp(section, "audit") && !strcmp(name, "reserve")) {
+		ok = set_size(&c->audit_reserve, value);
 	} else if (!strcmp(section, "audit") && !strcmp(name, "queue")) {
 		char *end;
 		long n = strtol(value, &end, 10);
@@ -169,6 +195,7 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	c->audit_queue = 4096;
 	c->keep_versions = VAULT_KEEP_VERSIONS;
 	c->log_level = LOG_INFO;
+	c->audit_reserve = VAULT_DEFAULT_AUDIT_RESERVE;
 
 	int explicit = 1;
 	if (!path || !*path)
@@ -225,7 +252,7 @@ int vault_config_load(struct vault_config *c, const char *path, struct vault_err
 	if (line > 0)
 		return vault_fail(e, VAULT_EINVAL, "config file '%s' line %d: unknown or invalid setting %s "
 				  "(known: [vault] db, key_file, keep_versions = 1..1000; [fs] mountpoint, log_level = error|warning|info|debug; "
-				  "[audit] db, sync = normal|full, queue; [identity] proc_root, subuid_file; [launch] socket, cgroup)",
-				  path, line, p.bad[0] ? p.bad : "");
+				  "[audit] db, sync = normal|full, queue, reserve = SIZE[K|M|G]; [identity] proc_root, subuid_file; "
+				  "[launch] socket, cgroup)", path, line, p.bad[0] ? p.bad : "");
 	return 0;
 }

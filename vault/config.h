@@ -7,6 +7,8 @@
 
 #include "vault/vault.h"
 
+#define VAULT_DEFAULT_AUDIT_RESERVE (64LL << 20) /* [audit] reserve */
+
 enum vault_sync { VAULT_SYNC_NORMAL = 0, VAULT_SYNC_FULL = 1 };
 
 struct vault_config {
@@ -22,6 +24,7 @@ struct vault_config {
 	int audit_queue;            /* rows that may wait for the writer */
 	int keep_versions;          /* [vault] keep_versions: versions kept per secret */
 	int log_level;              /* [fs] log_level as a syslog priority: LOG_ERR..LOG_DEBUG */
+	int64_t audit_reserve;      /* bytes kept free for the rows of opens */
 };
 
 /* The audit store's path: [audit] db, or db with ".db" replaced by

@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -713,8 +714,26 @@ static void test_writer_disk_full_recovers(void **state)
 	vault_db_close(d);
 }
 
-/* Another connection holds the write lock: rows queue up to the bound, the
- * wait=1 row fails after the busy timeout, and all goes on afterwards. */
+struct waiter {
+	struct audit_writer *w;
+	atomic_int started, returned;
+	int rc;
+};
+
+static void *waiter_main(void *arg)
+{
+	struct waiter *t = arg;
+	atomic_store(&t->started, 1);
+	t->rc = submit_open(t->w, 1);
+	atomic_store(&t->returned, 1);
+	return NULL;
+}
+
+/* Another connection holds the write lock: rows nobody waits for queue up
+ * to the bound and the next is dropped; a waited row (a granted open) is
+ * not refused for them: it waits for the lock and commits once it is free
+ * (issue 16 item 10). Held past the busy timeout, the waited row fails; all
+ * goes on afterwards, and the lost row is counted in an audit.dropped row. */
 static void test_writer_queue_full_and_busy(void **state)
 {
 	struct fx *f = *state;
@@ -727,16 +746,20 @@ static void test_writer_queue_full_and_busy(void **state)
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(submit_open(w, 0), 0);
 	assert_int_equal(submit_open(w, 0), -1);
-	assert_int_equal(submit_open(w, 1), -1);
-	assert_non_null(strstr(audit_writer_error(w), "queue is full"));
 	assert_int_equal(audit_writer_dropped(w), 1);
+	struct waiter t = { .w = w };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, waiter_main, &t), 0);
+	while (!atomic_load(&t.started))
+		usleep(1000);
+	usleep(300000);
+	int early = atomic_load(&t.returned);
 	sql(f, "COMMIT");
-	/* the writer retries the lock on its own time (busy handler) */
-	for (int i = 0; i < 50 && sql_int(f->db, "SELECT count(*) FROM audit") < 5; i++)
-		usleep(100000);
-	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit"), 5);
-	assert_int_equal(submit_open(w, 1), 0);
-	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit"), 6);
+	pthread_join(th, NULL);
+	if (early)
+		fail_msg("a waited row was refused (%d) while rows nobody waits for filled the queue", t.rc);
+	assert_int_equal(t.rc, 0);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'open'"), 6);
 
 	/* held past the busy timeout: the batch fails, the next one works */
 	sql(f, "BEGIN EXCLUSIVE");
@@ -745,7 +768,139 @@ static void test_writer_queue_full_and_busy(void **state)
 	sql(f, "COMMIT");
 	assert_int_equal(submit_open(w, 1), 0);
 	audit_writer_stop(w);
-	expect_intact(f, 7);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'open'"), 7);
+	assert_int_equal(sql_int(f->db, "SELECT sum(count) FROM audit WHERE event = 'audit.dropped'"), 1);
+	expect_intact(f, 8);
+}
+
+static void refused(struct audit_writer *w, const char *event, const char *result, int64_t uid,
+		    int64_t tgid, int wait)
+{
+	struct audit_row r = { .event = event, .result = result, .reason = "no agent", .uid = uid,
+			       .gid = uid, .pid = tgid, .tgid = tgid, .sudo_uid = -1, .path = "stripe",
+			       .count = 1 };
+	assert_int_equal(audit_writer_submit(w, &r, wait), 0);
+}
+
+/* Refused lookups and opens of one uid from ever new processes (nothing to
+ * coalesce) are written up to the uid's burst, the rest counted into
+ * audit.limited rows; another uid has its own bucket; granted opens are
+ * never limited; the counts add up (issue 16 item 9). */
+static void test_writer_limits_refused_rows_per_uid(void **state)
+{
+	struct fx *f = *state;
+	struct vault_err e = { 0 };
+	struct audit_writer *w = audit_writer_start(f->path, VAULT_SYNC_NORMAL, 4096, &e);
+	assert_non_null(w);
+	int64_t t0 = vault_now_ns();
+	for (int i = 0; i < 1000; i++) {
+		refused(w, "lookup", i % 2 ? "unknown-caller" : "denied", 1000, 5000 + i, 0);
+		if (i % 10 == 0)
+			refused(w, "open", "unknown-caller", 1000, 9000 + i, 1);
+		if (i % 50 == 0)
+			assert_int_equal(submit_open(w, 1), 0);
+		if (i % 100 == 0)
+			refused(w, "lookup", "denied", 1001, 7000 + i, 0);
+	}
+	int64_t secs = (vault_now_ns() - t0) / NS + 1;
+	audit_writer_stop(w);
+	int64_t written = sql_int(f->db, "SELECT count(*) FROM audit WHERE uid = 1000 AND event IN ('lookup', 'open')"
+				 " AND result != 'granted'");
+	int64_t limit = AUDIT_LIMIT_BURST + secs * AUDIT_LIMIT_RATE;
+	if (written > limit)
+		fail_msg("%" PRId64 " refused rows of uid 1000 written one by one, more than %" PRId64, written, limit);
+	assert_int_equal(sql_int(f->db, "SELECT sum(count) FROM audit WHERE uid = 1000 AND result != 'granted'"
+				 " AND event IN ('lookup', 'open', 'audit.limited')"), 1100);
+	assert_true(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'audit.limited' AND uid = 1000") <= secs + 1);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE uid = 1001"), 10);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE result = 'granted'"), 20);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'audit.dropped'"), 0);
+	expect_intact(f, sql_int(f->db, "SELECT count(*) FROM audit"));
+}
+
+/* Many uids: past the ones tracked apart they share one bucket; nothing
+ * is lost from the counts. */
+static void test_writer_limits_many_uids(void **state)
+{
+	struct fx *f = *state;
+	struct vault_err e = { 0 };
+	struct audit_writer *w = audit_writer_start(f->path, VAULT_SYNC_NORMAL, 100000, &e);
+	assert_non_null(w);
+	for (int u = 0; u < 5000; u++)
+		for (int i = 0; i < 3; i++)
+			refused(w, "lookup", "unknown-caller", 100000 + u, 100000 + 3 * u + i, 0);
+	audit_writer_stop(w);
+	assert_int_equal(sql_int(f->db, "SELECT sum(count) FROM audit"), 15000);
+	assert_true(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'lookup'") < 15000);
+	assert_true(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'audit.limited' AND uid = -1") >= 1);
+	expect_intact(f, sql_int(f->db, "SELECT count(*) FROM audit"));
+}
+
+/* Below [audit] reserve only the rows of opens are written; the others are
+ * counted in an audit.dropped row that says why (issue 16 item 10). */
+static void test_writer_reserve_keeps_rows_of_opens(void **state)
+{
+	struct fx *f = *state;
+	struct vault_err e = { 0 };
+	struct audit_writer *w = audit_writer_start(f->path, VAULT_SYNC_NORMAL, 4096, &e);
+	assert_non_null(w);
+	audit_writer_set_reserve(w, INT64_MAX / 4);
+	for (int i = 0; i < 10; i++) {
+		refused(w, "lookup", "denied", 1000, 100 + i, 0);
+		assert_int_equal(submit_open(w, 1), 0);
+	}
+	refused(w, "open", "denied", 1000, 99, 1);
+	struct audit_writer_status st;
+	audit_writer_status(w, &st);
+	assert_true(st.low);
+	assert_true(st.free_bytes > 0);
+	audit_writer_set_reserve(w, 0);
+	refused(w, "lookup", "denied", 1000, 200, 0);
+	assert_int_equal(submit_open(w, 1), 0);
+	audit_writer_stop(w);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'open'"), 12);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'lookup'"), 1);
+	assert_int_equal(sql_int(f->db, "SELECT tgid FROM audit WHERE event = 'lookup'"), 200);
+	assert_int_equal(sql_int(f->db, "SELECT sum(count) FROM audit WHERE event = 'audit.dropped'"), 10);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'audit.dropped'"
+				 " AND reason LIKE '%reserve%'"), sql_int(f->db, "SELECT count(*) FROM audit WHERE"
+									  " event = 'audit.dropped'"));
+	expect_intact(f, sql_int(f->db, "SELECT count(*) FROM audit"));
+}
+
+/* The store moved away or removed under the writer: its batches fail (the
+ * rows would go to a file nobody reads) until the same file is back at the
+ * path; then it goes on without a restart (issue 16 item 4). */
+static void test_writer_store_moved_fails_until_back(void **state)
+{
+	struct fx *f = *state;
+	struct vault_err e = { 0 };
+	struct audit_writer *w = audit_writer_start(f->path, VAULT_SYNC_NORMAL, 64, &e);
+	assert_non_null(w);
+	assert_int_equal(submit_open(w, 1), 0);
+	char away[160];
+	snprintf(away, sizeof away, "%s.away", f->path);
+	assert_int_equal(rename(f->path, away), 0);
+	assert_int_equal(submit_open(w, 1), -1);
+	assert_non_null(strstr(audit_writer_error(w), "removed or moved"));
+	/* another file at the path is not the store either */
+	int fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(submit_open(w, 1), -1);
+	assert_int_equal(rename(away, f->path), 0);
+	assert_int_equal(submit_open(w, 1), 0);
+	assert_null(audit_writer_error(w));
+	/* removed (its last link): fails; linked back: goes on */
+	assert_int_equal(link(f->path, away), 0);
+	assert_int_equal(unlink(f->path), 0);
+	assert_int_equal(submit_open(w, 1), -1);
+	assert_int_equal(link(away, f->path), 0);
+	assert_int_equal(unlink(away), 0);
+	assert_int_equal(submit_open(w, 1), 0);
+	audit_writer_stop(w);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM audit WHERE event = 'open'"), 3);
+	expect_intact(f, 3);
 }
 
 static void deny(struct audit_writer *w, int64_t tgid, const char *path, int64_t t)
@@ -929,6 +1084,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_writer_io_error_recovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_queue_full_and_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_coalesce, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writer_limits_refused_rows_per_uid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writer_limits_many_uids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writer_reserve_keeps_rows_of_opens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writer_store_moved_fails_until_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_stop_drains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_keeps_db_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_wal_stays_bounded, setup, teardown),
