@@ -333,6 +333,7 @@ static void reload_config(struct fs_state *fs, const struct fs_opts *o)
 	if (!more)
 		fs_log_set_level(n.log_level);
 	fs->cfg.log_level = n.log_level; /* only the reload thread reads it */
+	fs_warn_weak(fs); /* ptrace_scope may have changed, and the agents */
 }
 
 static void *reload_main(void *arg)
