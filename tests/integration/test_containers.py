@@ -1,0 +1,334 @@
+"""test_containers.py - containers that bind the mount's parent (issue 10,
+item 4): bubblewrap sandboxes in a user and pid namespace of their own and
+podman containers, each known by the host uid it runs as or by its cgroup,
+reading their own agent's key and no other; and a sandbox that keeps
+running while the daemon is restarted (SIGTERM, SIGKILL): its reads fail
+for the gap, then work again without restarting the sandbox.
+
+The recipe (README "Use with containers"): PARENT is made a bind mount of
+itself with a peer group of its own (`mount --bind P P; mount --make-private
+P; mount --make-shared P`), scopeholdfs is mounted at PARENT/secrets, and the
+container binds PARENT with slave propagation, so every later mount at
+PARENT/secrets reaches it. A container that binds the mount point itself
+keeps a snapshot of the first mount: ENOTCONN forever after a restart.
+
+Every mount made here (the parent's bind mount too), every process and
+every cgroup (cgroup v1 hierarchies included, where podman makes them) is
+removed at teardown, also when a test fails."""
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+import types
+
+import pytest
+
+import scopehold_it as it
+from scopehold_it import ENOENT_TEXT, UID_A, UID_B, UID_C
+from test_identity import parse_whoami
+
+pytestmark = [pytest.mark.identity, pytest.mark.mounted]
+
+# Host uids of the podman containers: --user, and the target of --uidmap
+# (outside every /etc/subuid range, as the README advises).
+UID_CTR, UID_MAPPED = 64011, 64012
+
+GAP_TIMEOUT = 10.0     # s for a restarted daemon's gap to show in the sandbox
+
+
+def sh(*argv, check=True):
+    """Run a root command of the recipe; CompletedProcess (text)."""
+    p = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60, env=it.READER_ENV)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
+    return p
+
+
+def poll(fn, what, timeout=GAP_TIMEOUT):
+    """fn() until it returns something true (bounded); that value."""
+    end = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def propagation(path, pid="self"):
+    """The optional fields (shared:N, master:N) of the top mount at path in
+    pid's mount namespace, or None."""
+    path = os.path.realpath(path)
+    found = None
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            left = line.partition(" - ")[0].split()
+            if it._unescape_mountinfo(left[4]) == path:
+                found = left[6:]
+    return found
+
+
+def fuse_mount_ids(path):
+    """The mount ids of the scopehold mounts at path (a dead one included)."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[0] for line in f
+                if line.partition(" - ")[2].startswith("fuse.scopehold ")
+                and it._unescape_mountinfo(line.split()[4]) == path}
+
+
+# ---- the shared parent and the daemon serving PARENT/secrets ----------------
+
+class SharedParent:
+    """A 0755 directory made a bind mount of itself, in a shared peer group
+    of its own; close() unmounts it (lazily only when it is busy, which is
+    then a problem)."""
+
+    def __init__(self, workdir):
+        self.path = it.make_dir(workdir, "run-", 0o755)
+        self.bound = False
+        try:
+            sh("mount", "--bind", self.path, self.path)
+            self.bound = True
+            sh("mount", "--make-private", self.path)
+            sh("mount", "--make-shared", self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        problems = []
+        if self.bound and it.is_mounted(self.path, None):
+            if sh("umount", self.path, check=False).returncode != 0:
+                problems.append(f"the bind mount {self.path} was busy at teardown")
+                sh("umount", "-l", self.path, check=False)
+        if it.is_mounted(self.path, None):
+            problems.append(f"{self.path} is still mounted")
+        self.bound = False
+        return problems
+
+
+class Served:
+    """scopeholdfs serving vault at PARENT/secrets; start() again after the
+    daemon was ended starts a new one at the same place. Every daemon is
+    checked at close like mount_factory's (sanitizer lines, values in its
+    stderr, an exit status after the unmount)."""
+
+    def __init__(self, build, vault, parent):
+        self.build, self.vault, self.parent = build, vault, parent
+        self.path = os.path.join(parent.path, "secrets")
+        os.mkdir(self.path, 0o755)
+        self.mounts = []
+        self.start()
+
+    @property
+    def daemon(self):
+        return self.mounts[-1]
+
+    def start(self):
+        """A new daemon, once its own mount is at the path: a dead mount of an
+        earlier one there must not count as the new one (scopehold_it.Mount
+        waits for any scopehold mount at the path)."""
+        old = fuse_mount_ids(self.path)
+        m = it.Mount(self.build, self.vault, self.path)
+        self.mounts.append(m)
+
+        def mounted():
+            if m.proc.poll() is not None:
+                raise AssertionError(f"scopeholdfs exited with {m.proc.returncode}:\n{m.stderr()}")
+            return fuse_mount_ids(self.path) - old
+        poll(mounted, f"a new mount at {self.path}", timeout=it.MOUNT_TIMEOUT)
+        return m
+
+    def p(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    def close(self):
+        problems = []
+        for m in reversed(self.mounts):   # the newest one removes the mountpoint
+            problems += m.close()
+        return problems
+
+
+@pytest.fixture
+def parent(privileged, workdir):
+    if not shutil.which("mount") or not shutil.which("umount"):
+        pytest.skip("mount(8) is not installed")
+    sp = SharedParent(workdir)
+    yield sp
+    problems = sp.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def served(build, vault, parent, procs):
+    s = Served(build, vault, parent)
+    yield s
+    procs.close()           # sandboxes first: they hold slave copies of the mount
+    problems = s.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+# ---- bubblewrap -------------------------------------------------------------
+
+def bwrap_argv(bind):
+    """bwrap with a new user and pid namespace, /usr read-only, and `bind`
+    bound at the same path (bwrap's binds are slaves of the host's)."""
+    argv = ["bwrap", "--unshare-user", "--unshare-pid", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+    for d in ("/bin", "/sbin", "/lib", "/lib64", "/lib32"):
+        if os.path.islink(d):
+            argv += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            argv += ["--ro-bind", d, d]
+    return argv + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", bind, bind, "--"]
+
+
+class Sandbox(it.Holder):
+    """A holder (scopehold_it.HOLDER_SRC: cat, ls, one process) inside bwrap,
+    bwrap itself started as uid (so the sandbox's uid is that host uid) and,
+    with cgroup, moved into that cgroup first. .pid is bwrap's, ended by
+    the procs fixture."""
+
+    def __init__(self, procs, uid, bind, cgroup=None):
+        inner = bwrap_argv(bind) + [it.PYTHON, "-I", "-c", it.HOLDER_SRC, "-"]
+        self.procs = procs
+        self.p = procs.add(subprocess.Popen(it.uid_argv(uid, inner, cgroup), stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            env=it.READER_ENV, cwd="/"))
+        self.inner_pid = self._reply()["pid"]
+        self.opened = False
+
+    def host_pid(self):
+        """The host pid of the holder (NSpid: HOST INNER), a descendant of bwrap."""
+        for pid in it.descendants(self.pid):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+            except (OSError, StopIteration):
+                continue
+            if nspid[-1] == str(self.inner_pid) and len(nspid) == 2:
+                return pid
+        raise AssertionError("the sandbox's holder is not in a pid namespace of its own")
+
+    def whoami(self, served):
+        data, err = self.cat(served.p(".scopehold/whoami"))
+        assert err is None, err
+        return parse_whoami(data.decode())
+
+
+@pytest.fixture
+def bwrap(privileged):
+    if not shutil.which("bwrap"):
+        pytest.skip("bwrap is not installed (Debian: bubblewrap)")
+    probe = it.run_as(UID_A, bwrap_argv("/tmp") + ["true"])
+    if probe.returncode != 0:
+        pytest.skip(f"bwrap cannot make a user namespace here as uid {UID_A}: {probe.stderr.strip()}")
+
+
+@pytest.fixture
+def boxes(vault, cgroups):
+    """Agents: box-a (uid A), box-b (uid B), box-cg (uid C in cgroup .../box),
+    uid-c (uid C, no label); each with a key of its own."""
+    w = types.SimpleNamespace(vault=vault, cg=cgroups.make("box"))
+    vault.agent("box-a", "pa", UID_A)
+    vault.agent("box-b", "pb", UID_B)
+    vault.agent("box-cg", "pcg", UID_C, cgroup=w.cg.name)
+    vault.agent("uid-c", "pc", UID_C)
+    w.key = {"box-a": "stripe/box_a", "box-b": "github/box_b", "box-cg": "openai/box_cg", "uid-c": "slack/uid_c"}
+    w.value = {pk: vault.give(agent, proj, pk)
+               for (agent, pk), proj in zip(w.key.items(), ("pa", "pb", "pcg", "pc"))}
+    return w
+
+
+def assert_reads_only(box, served, boxes, agent):
+    """box reads agent's key (and lists only its provider), and no other key."""
+    mine = boxes.key[agent]
+    assert box.ls(served.path) == ([mine.split("/")[0]], None), agent
+    assert box.cat(served.p(mine)) == (boxes.value[mine], None), agent
+    for other, pk in boxes.key.items():
+        if other != agent:
+            assert box.cat(served.p(pk)) == (None, "ENOENT"), f"{agent}'s sandbox read {pk}"
+
+
+def test_bwrap_sandbox_of_its_own_uid_reads_its_key(bwrap, boxes, served, procs):
+    vault = boxes.vault
+    for agent, uid in (("box-a", UID_A), ("box-b", UID_B)):
+        box = Sandbox(procs, uid, served.parent.path)
+        host = box.host_pid()
+        # really in a user and a pid namespace of its own
+        for ns in ("user", "pid"):
+            assert os.readlink(f"/proc/{host}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
+        assert host != box.inner_pid
+        assert_reads_only(box, served, boxes, agent)
+        w = box.whoami(served)
+        assert (w["agent"], w["uid"], w["tgid"]) == (agent, str(uid), str(host)), w
+        j = vault.ctl_json("whoami", host)
+        assert (j["agent"], j["uid"]) == (agent, uid), j
+        rows = it.granted_opens(vault.audit_rows(), path=boxes.key[agent])
+        assert rows and (rows[-1]["agent"], rows[-1]["uid"], rows[-1]["tgid"]) == (agent, uid, host), rows[-1:]
+        box.close()
+
+
+def test_bwrap_sandbox_identified_by_cgroup_reads_its_key(bwrap, boxes, served, procs):
+    """Two sandboxes of uid C: the one whose bwrap was put into the cgroup
+    is box-cg, the other is uid-c."""
+    in_cg = Sandbox(procs, UID_C, served.parent.path, cgroup=boxes.cg)
+    plain = Sandbox(procs, UID_C, served.parent.path)
+    assert it.own_cgroup_path(in_cg.host_pid()) == boxes.cg.name
+    assert_reads_only(in_cg, served, boxes, "box-cg")
+    assert_reads_only(plain, served, boxes, "uid-c")
+    w = in_cg.whoami(served)
+    assert (w["agent"], w["cgroup"]) == ("box-cg", boxes.cg.name), w
+    rows = it.granted_opens(boxes.vault.audit_rows(), agent="box-cg")
+    assert rows and rows[-1]["cgroup"] == boxes.cg.name and rows[-1]["tgid"] == in_cg.host_pid(), rows[-1:]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_bwrap_sandbox_survives_a_daemon_restart(bwrap, boxes, served, procs, sig):
+    """The daemon is ended and started again while two sandboxes run: one
+    binds the parent (the recipe), one the mount point itself (a snapshot).
+    Reads fail in both during the gap; afterwards the first reads again,
+    the same processes, never restarted; the snapshot stays dead."""
+    pk = boxes.key["box-a"]
+    box = Sandbox(procs, UID_A, served.parent.path)
+    snap = Sandbox(procs, UID_A, served.path)
+    for b in (box, snap):
+        assert b.cat(served.p(pk)) == (boxes.value[pk], None)
+    before = (box.host_pid(), snap.host_pid())
+
+    served.daemon.kill(sig)
+    if sig == signal.SIGTERM:
+        # the daemon unmounted itself: the sandbox sees the empty directory
+        assert not it.is_mounted(served.path, None)
+        gap = {"ENOENT"}
+    else:
+        # the mount stays, dead, until someone unmounts it
+        gap = {"ENOTCONN"}
+    assert box.cat(served.p(pk))[1] in gap
+    assert snap.cat(served.p(pk))[1] in gap | {"ENOTCONN"}
+    if sig == signal.SIGKILL:
+        # until scopeholdfs clears a dead mount itself (issue 8)
+        sh("fusermount3", "-uz", served.path)
+
+    served.start()
+    # the new mount reached the running sandbox through the shared parent;
+    # the first read after the mount is there must already work
+    assert box.cat(served.p(pk)) == (boxes.value[pk], None)
+    assert_reads_only(box, served, boxes, "box-a")
+    assert box.p.poll() is None and (box.host_pid(), snap.host_pid()) == before
+    # the snapshot of the old mount never comes back
+    assert snap.cat(served.p(pk)) == (None, "ENOTCONN")
+    # and a rotation made now is what the sandbox reads next
+    new = boxes.vault.put(pk, it.new_value("rotated_"))
+    assert box.cat(served.p(pk)) == (new, None)
+    rows = it.granted_opens(boxes.vault.audit_rows(), path=pk, agent="box-a")
+    assert rows[-1]["tgid"] == before[0], rows[-1]
+    # why: the host's PARENT is a peer group of its own, the sandbox's a slave of it
+    peer = [f for f in propagation(served.parent.path) if f.startswith("shared:")]
+    assert peer and f"master:{peer[0][7:]}" in propagation(served.parent.path, before[0]), peer
