@@ -332,3 +332,195 @@ def test_bwrap_sandbox_survives_a_daemon_restart(bwrap, boxes, served, procs, si
     # why: the host's PARENT is a peer group of its own, the sandbox's a slave of it
     peer = [f for f in propagation(served.parent.path) if f.startswith("shared:")]
     assert peer and f"master:{peer[0][7:]}" in propagation(served.parent.path, before[0]), peer
+
+
+# ---- podman -----------------------------------------------------------------
+
+BUSYBOX = "/bin/busybox"      # Debian's busybox-static
+IMAGE = "localhost/scopehold-busybox:it"
+
+# What a container runs: its uid and cgroup, then for each path either
+# "ok PATH VALUE" or "err PATH MESSAGE", one line each.
+CONTAINER_SCRIPT = ('echo "uid $(id -u)"; echo "cgroup $(grep ^0:: /proc/self/cgroup)"; '
+                    'for f; do if v=$(cat "$f" 2>&1); then echo "ok $f $v"; else echo "err $f $v"; fi; done')
+
+
+def static_elf(path):
+    """True when path is an ELF executable without an interpreter (static)."""
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:5] != b"\x7fELF\x02":
+            return False
+        phoff, = struct.unpack_from("<Q", head, 32)
+        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))  # PT_INTERP
+
+
+def subid_ranges(path):
+    """[(start, count)] of an /etc/subuid-style file ([] when it is missing)."""
+    try:
+        with open(path) as f:
+            rows = [line.strip().split(":") for line in f if line.count(":") == 2]
+    except FileNotFoundError:
+        return []
+    return [(int(r[1]), int(r[2])) for r in rows if r[1].isdigit() and r[2].isdigit()]
+
+
+class Podman:
+    """podman with storage of its own in a private directory (vfs: no
+    mounts on the host), runc, cgroupfs, and an image imported from a
+    busybox rootfs. run() starts one container with --rm and waits."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.run_dir = it.make_dir("/tmp", "scopehold-pm-", 0o700)   # podman: at most 50 characters
+        self.base = ["podman", "--root", os.path.join(directory, "root"),
+                     "--runroot", os.path.join(self.run_dir, "run"), "--tmpdir", os.path.join(self.run_dir, "tmp"),
+                     "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+                     "--runtime", "runc"]
+        try:
+            self._import()
+        except BaseException:
+            self.close()
+            raise
+
+    def _import(self):
+        """IMAGE: a rootfs of busybox and a few of its applets, imported."""
+        rootfs = os.path.join(self.dir, "rootfs")
+        for d in ("bin", "proc", "sys", "dev", "etc", "tmp"):
+            os.makedirs(os.path.join(rootfs, d))
+        shutil.copy2(BUSYBOX, os.path.join(rootfs, "bin", "busybox"))
+        for name in ("sh", "cat", "id", "grep", "ls"):
+            os.symlink("busybox", os.path.join(rootfs, "bin", name))
+        tar = os.path.join(self.dir, "busybox.tar")
+        with tarfile.open(tar, "w") as t:
+            t.add(rootfs, arcname=".")
+        self.podman("import", tar, IMAGE)
+
+    def podman(self, *args, timeout=60):
+        p = subprocess.run(self.base + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=timeout, env=it.READER_ENV, cwd="/")
+        assert p.returncode == 0, f"podman {' '.join(args[:1])} exited {p.returncode}: {p.stderr.strip()}"
+        return p
+
+    def run(self, parent, opts, paths):
+        """Run CONTAINER_SCRIPT with opts, PARENT bound ro,rslave; a
+        namespace with .uid, .cgroup and .read {path: (value or None, message)}."""
+        p = self.podman("run", "--rm", "--pull", "never", "--network", "none",
+                        "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                        "-v", f"{parent}:{parent}:ro,rslave", *opts,
+                        IMAGE, "sh", "-c", CONTAINER_SCRIPT, "sh", *paths)
+        saw = types.SimpleNamespace(uid=None, cgroup=None, read={}, lines=p.stdout.splitlines())
+        for line in saw.lines:
+            tag, _, rest = line.partition(" ")
+            if tag == "uid":
+                saw.uid = int(rest)
+            elif tag == "cgroup":
+                saw.cgroup = rest[3:]
+            elif tag in ("ok", "err"):
+                path, _, v = rest.partition(" ")
+                saw.read[path] = (v.encode(), "") if tag == "ok" else (None, v)
+        return saw
+
+    def close(self):
+        """Remove every container left (none with --rm) and the storage."""
+        subprocess.run(self.base + ["rm", "--all", "--force"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, env=it.READER_ENV)
+        it.rm_tree(self.run_dir)
+        it.rm_tree(self.dir)
+
+
+def v1_hierarchies():
+    """Mount points of the cgroup v1 hierarchies (hybrid hosts)."""
+    return [mp for mp, t in it.mounts() if t == "cgroup"]
+
+
+@pytest.fixture
+def podman(privileged, workdir, cgroups):
+    """A Podman runner; at teardown, besides the storage, the directories
+    podman's cgroupfs manager made under the test's cgroup in the cgroup v1
+    hierarchies (the conmon and container groups), once they are empty."""
+    for prog in ("podman", "runc"):
+        if not shutil.which(prog):
+            pytest.skip(f"{prog} is not installed (Debian: podman runc busybox-static; scripts/setup)")
+    if not os.path.exists(BUSYBOX) or not static_elf(BUSYBOX):
+        pytest.skip(f"{BUSYBOX} is not a static busybox (Debian: busybox-static)")
+    pm = Podman(it.make_dir(workdir, "pm-", 0o700))
+    yield pm
+    pm.close()
+    problems = []
+    for top in [os.path.join(h, cgroups.top.rel) for h in v1_hierarchies()]:
+        for d, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            try:
+                poll(lambda: rmdir_done(d), f"cgroup {d} to empty")
+            except AssertionError as e:
+                problems.append(str(e))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def rmdir_done(d):
+    """rmdir d; True when it is gone, False while it is busy (conmon exiting)."""
+    try:
+        os.rmdir(d)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def ctrs(vault, cgroups):
+    """Agents for containers: ctr-cg (uid CTR in the subtree of cgroup
+    .../ctr, the --cgroup-parent), uid-ctr (uid CTR, no label), ctr-map
+    (uid MAPPED, the host uid of the container's root under --uidmap)."""
+    w = types.SimpleNamespace(vault=vault, cg=cgroups.make("ctr"), other=cgroups.make("other"))
+    vault.agent("ctr-cg", "pcg", UID_CTR, cgroup=w.cg.name + "/**")
+    vault.agent("uid-ctr", "pu", UID_CTR)
+    vault.agent("ctr-map", "pm", UID_MAPPED)
+    w.key = {"ctr-cg": "stripe/ctr_cg", "uid-ctr": "github/uid_ctr", "ctr-map": "openai/ctr_map"}
+    w.value = {pk: vault.give(agent, proj, pk)
+               for (agent, pk), proj in zip(w.key.items(), ("pcg", "pu", "pm"))}
+    return w
+
+
+def assert_container_read_only(saw, served, ctrs, agent):
+    for other, pk in ctrs.key.items():
+        value, msg = saw.read[served.p(pk)]
+        if other == agent:
+            assert (value, msg) == (ctrs.value[pk], ""), (agent, saw.lines)
+        else:
+            assert value is None and ENOENT_TEXT in msg, f"{agent}'s container read {pk}: {saw.lines}"
+
+
+def test_podman_container_identified_by_cgroup_parent(podman, ctrs, served):
+    """Two containers of one host uid (--user): the one under
+    --cgroup-parent .../ctr is ctr-cg, the one under .../other is uid-ctr."""
+    paths = [served.p(pk) for pk in ctrs.key.values()]
+    user = ["--user", f"{UID_CTR}:{UID_CTR}"]
+    saw = podman.run(served.parent.path, user + ["--cgroup-parent", ctrs.cg.name], paths)
+    assert saw.uid == UID_CTR and saw.cgroup.startswith(ctrs.cg.name + "/libpod-"), saw.lines
+    assert_container_read_only(saw, served, ctrs, "ctr-cg")
+    rows = it.granted_opens(ctrs.vault.audit_rows(), agent="ctr-cg")
+    assert rows and rows[-1]["cgroup"] == saw.cgroup and rows[-1]["uid"] == UID_CTR, rows[-1:]
+    saw = podman.run(served.parent.path, user + ["--cgroup-parent", ctrs.other.name], paths)
+    assert saw.cgroup.startswith(ctrs.other.name + "/libpod-"), saw.lines
+    assert_container_read_only(saw, served, ctrs, "uid-ctr")
+
+
+def test_podman_container_identified_by_uidmap(podman, ctrs, served):
+    """The container's root is host uid MAPPED (--uidmap 0:MAPPED:1), a uid
+    no /etc/subuid range delegates to a user."""
+    for f in ("/etc/subuid", "/etc/subgid"):
+        assert not [r for r in subid_ranges(f) if r[0] <= UID_MAPPED < r[0] + r[1]], f
+    paths = [served.p(pk) for pk in ctrs.key.values()]
+    idmap = ["--uidmap", f"0:{UID_MAPPED}:1", "--gidmap", f"0:{UID_MAPPED}:1"]
+    saw = podman.run(served.parent.path, idmap + ["--cgroup-parent", ctrs.other.name], paths)
+    assert saw.uid == 0, saw.lines         # root inside
+    assert_container_read_only(saw, served, ctrs, "ctr-map")
+    rows = it.granted_opens(ctrs.vault.audit_rows(), agent="ctr-map")
+    assert rows and rows[-1]["uid"] == UID_MAPPED, rows[-1:]
