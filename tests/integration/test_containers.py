@@ -147,6 +147,22 @@ class Served:
     def p(self, *parts):
         return os.path.join(self.path, *parts)
 
+    def restart(self, sig, in_gap):
+        """End the daemon with sig, call in_gap(errno name a read in a
+        container should now fail with) while it is down, start a new one."""
+        self.daemon.kill(sig)
+        if sig == signal.SIGTERM:
+            # the daemon unmounted itself: PARENT/secrets is an empty directory
+            assert not it.is_mounted(self.path, None)
+            in_gap("ENOENT")
+        else:
+            # the mount stays, dead, until someone unmounts it
+            assert it.is_mounted(self.path)
+            in_gap("ENOTCONN")
+            # until scopeholdfs clears a dead mount itself (issue 8)
+            sh("fusermount3", "-uz", self.path)
+        self.start()
+
     def close(self):
         problems = []
         for m in reversed(self.mounts):   # the newest one removes the mountpoint
@@ -302,21 +318,10 @@ def test_bwrap_sandbox_survives_a_daemon_restart(bwrap, boxes, served, procs, si
         assert b.cat(served.p(pk)) == (boxes.value[pk], None)
     before = (box.host_pid(), snap.host_pid())
 
-    served.daemon.kill(sig)
-    if sig == signal.SIGTERM:
-        # the daemon unmounted itself: the sandbox sees the empty directory
-        assert not it.is_mounted(served.path, None)
-        gap = {"ENOENT"}
-    else:
-        # the mount stays, dead, until someone unmounts it
-        gap = {"ENOTCONN"}
-    assert box.cat(served.p(pk))[1] in gap
-    assert snap.cat(served.p(pk))[1] in gap | {"ENOTCONN"}
-    if sig == signal.SIGKILL:
-        # until scopeholdfs clears a dead mount itself (issue 8)
-        sh("fusermount3", "-uz", served.path)
-
-    served.start()
+    def in_gap(gap):
+        assert box.cat(served.p(pk)) == (None, gap)
+        assert snap.cat(served.p(pk))[1] in (gap, "ENOTCONN")
+    served.restart(sig, in_gap)
     # the new mount reached the running sandbox through the shared parent;
     # the first read after the mount is there must already work
     assert box.cat(served.p(pk)) == (boxes.value[pk], None)
@@ -376,6 +381,7 @@ class Podman:
 
     def __init__(self, directory):
         self.dir = directory
+        self.started = []
         self.run_dir = it.make_dir("/tmp", "scopehold-pm-", 0o700)   # podman: at most 50 characters
         self.base = ["podman", "--root", os.path.join(directory, "root"),
                      "--runroot", os.path.join(self.run_dir, "run"), "--tmpdir", os.path.join(self.run_dir, "tmp"),
@@ -393,7 +399,7 @@ class Podman:
         for d in ("bin", "proc", "sys", "dev", "etc", "tmp"):
             os.makedirs(os.path.join(rootfs, d))
         shutil.copy2(BUSYBOX, os.path.join(rootfs, "bin", "busybox"))
-        for name in ("sh", "cat", "id", "grep", "ls"):
+        for name in ("sh", "cat", "id", "grep", "ls", "sleep"):
             os.symlink("busybox", os.path.join(rootfs, "bin", name))
         tar = os.path.join(self.dir, "busybox.tar")
         with tarfile.open(tar, "w") as t:
@@ -406,31 +412,56 @@ class Podman:
         assert p.returncode == 0, f"podman {' '.join(args[:1])} exited {p.returncode}: {p.stderr.strip()}"
         return p
 
+    def _opts(self, parent, opts):
+        return ["--pull", "never", "--network", "none",
+                "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                "-v", f"{parent}:{parent}:ro,rslave", *opts, IMAGE]
+
     def run(self, parent, opts, paths):
-        """Run CONTAINER_SCRIPT with opts, PARENT bound ro,rslave; a
-        namespace with .uid, .cgroup and .read {path: (value or None, message)}."""
-        p = self.podman("run", "--rm", "--pull", "never", "--network", "none",
-                        "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-                        "-v", f"{parent}:{parent}:ro,rslave", *opts,
-                        IMAGE, "sh", "-c", CONTAINER_SCRIPT, "sh", *paths)
-        saw = types.SimpleNamespace(uid=None, cgroup=None, read={}, lines=p.stdout.splitlines())
-        for line in saw.lines:
-            tag, _, rest = line.partition(" ")
-            if tag == "uid":
-                saw.uid = int(rest)
-            elif tag == "cgroup":
-                saw.cgroup = rest[3:]
-            elif tag in ("ok", "err"):
-                path, _, v = rest.partition(" ")
-                saw.read[path] = (v.encode(), "") if tag == "ok" else (None, v)
-        return saw
+        """Run CONTAINER_SCRIPT in a new container (--rm) with opts, PARENT
+        bound ro,rslave: what it saw (see saw())."""
+        return saw(self.podman("run", "--rm", *self._opts(parent, opts), "sh", "-c", CONTAINER_SCRIPT,
+                               "sh", *paths).stdout)
+
+    def start(self, parent, opts):
+        """A detached container that sleeps; its id (removed at close)."""
+        out = self.podman("run", "--detach", *self._opts(parent, opts), "sleep", "600").stdout
+        cid = out.split()[-1]
+        self.started.append(cid)
+        return cid
+
+    def exec(self, cid, paths):
+        """CONTAINER_SCRIPT run in the running container cid: what it saw."""
+        return saw(self.podman("exec", cid, "sh", "-c", CONTAINER_SCRIPT, "sh", *paths).stdout)
+
+    def pid(self, cid):
+        """The host pid of the container's first process."""
+        return int(self.podman("inspect", "--format", "{{.State.Pid}}", cid).stdout)
 
     def close(self):
-        """Remove every container left (none with --rm) and the storage."""
-        subprocess.run(self.base + ["rm", "--all", "--force"], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, env=it.READER_ENV)
+        """Remove the containers started (podman ends their processes) and
+        the storage."""
+        for cid in self.started:
+            subprocess.run(self.base + ["rm", "--force", "--time", "0", cid], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, env=it.READER_ENV)
         it.rm_tree(self.run_dir)
         it.rm_tree(self.dir)
+
+
+def saw(stdout):
+    """What CONTAINER_SCRIPT printed: .uid, .cgroup, .read {path: (value
+    bytes or None, error message)}, .lines."""
+    w = types.SimpleNamespace(uid=None, cgroup=None, read={}, lines=stdout.splitlines())
+    for line in w.lines:
+        tag, _, rest = line.partition(" ")
+        if tag == "uid":
+            w.uid = int(rest)
+        elif tag == "cgroup":
+            w.cgroup = rest[3:]
+        elif tag in ("ok", "err"):
+            path, _, v = rest.partition(" ")
+            w.read[path] = (v.encode(), "") if tag == "ok" else (None, v)
+    return w
 
 
 def v1_hierarchies():
@@ -524,3 +555,24 @@ def test_podman_container_identified_by_uidmap(podman, ctrs, served):
     assert_container_read_only(saw, served, ctrs, "ctr-map")
     rows = it.granted_opens(ctrs.vault.audit_rows(), agent="ctr-map")
     assert rows and rows[-1]["uid"] == UID_MAPPED, rows[-1:]
+
+
+def test_podman_container_survives_a_daemon_restart(podman, ctrs, served):
+    """A running container (--cgroup-parent, --user): after SIGTERM and
+    after SIGKILL of the daemon its reads fail, then work again in the same
+    container once a new daemon has mounted."""
+    pk = ctrs.key["ctr-cg"]
+    cid = podman.start(served.parent.path, ["--user", f"{UID_CTR}:{UID_CTR}", "--cgroup-parent", ctrs.cg.name])
+    first = podman.pid(cid)
+    assert podman.exec(cid, [served.p(pk)]).read[served.p(pk)] == (ctrs.value[pk], "")
+    texts = {"ENOENT": ENOENT_TEXT, "ENOTCONN": it.ENOTCONN_TEXT}
+
+    def in_gap(gap):
+        value, msg = podman.exec(cid, [served.p(pk)]).read[served.p(pk)]
+        assert value is None and texts[gap] in msg, msg
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        served.restart(sig, in_gap)
+        got = podman.exec(cid, [served.p(pk)])
+        assert got.read[served.p(pk)] == (ctrs.value[pk], ""), (sig, got.lines)
+        assert_container_read_only(podman.exec(cid, [served.p(k) for k in ctrs.key.values()]), served, ctrs, "ctr-cg")
+        assert podman.pid(cid) == first
