@@ -576,3 +576,6 @@ def test_podman_container_survives_a_daemon_restart(podman, ctrs, served):
         assert got.read[served.p(pk)] == (ctrs.value[pk], ""), (sig, got.lines)
         assert_container_read_only(podman.exec(cid, [served.p(k) for k in ctrs.key.values()]), served, ctrs, "ctr-cg")
         assert podman.pid(cid) == first
+    # the submount is read-only inside too (its own ro, not the -v's)
+    out = podman.podman("exec", cid, "sh", "-c", 'echo x 2>&1 > "$0" || echo "refused"', served.p(pk)).stdout
+    assert "Read-only file system" in out and "refused" in out, out
