@@ -18,6 +18,7 @@ removed at teardown, also when a test fails."""
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tarfile
 import time
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.identity, pytest.mark.mounted]
 # (outside every /etc/subuid range, as the README advises).
 UID_CTR, UID_MAPPED = 64011, 64012
 
-GAP_TIMEOUT = 10.0     # s for a restarted daemon's gap to show in the sandbox
+POLL_TIMEOUT = 10.0    # s for a condition polled for (a new mount, an emptied cgroup)
 
 
 def sh(*argv, check=True):
@@ -47,7 +48,7 @@ def sh(*argv, check=True):
     return p
 
 
-def poll(fn, what, timeout=GAP_TIMEOUT):
+def poll(fn, what, timeout=POLL_TIMEOUT):
     """fn() until it returns something true (bounded); that value."""
     end = time.monotonic() + timeout
     while True:
@@ -352,7 +353,6 @@ CONTAINER_SCRIPT = ('echo "uid $(id -u)"; echo "cgroup $(grep ^0:: /proc/self/cg
 
 def static_elf(path):
     """True when path is an ELF executable without an interpreter (static)."""
-    import struct
     with open(path, "rb") as f:
         head = f.read(64)
         if head[:5] != b"\x7fELF\x02":
@@ -471,7 +471,8 @@ def v1_hierarchies():
 
 @pytest.fixture
 def podman(privileged, workdir, cgroups):
-    """A Podman runner; at teardown, besides the storage, the directories
+    """A Podman runner (ask for it after `served`: its containers are
+    removed before the mount is); at teardown, besides the storage, the directories
     podman's cgroupfs manager made under the test's cgroup in the cgroup v1
     hierarchies (the conmon and container groups), once they are empty."""
     for prog in ("podman", "runc"):
@@ -528,7 +529,7 @@ def assert_container_read_only(saw, served, ctrs, agent):
             assert value is None and ENOENT_TEXT in msg, f"{agent}'s container read {pk}: {saw.lines}"
 
 
-def test_podman_container_identified_by_cgroup_parent(podman, ctrs, served):
+def test_podman_container_identified_by_cgroup_parent(ctrs, served, podman):
     """Two containers of one host uid (--user): the one under
     --cgroup-parent .../ctr is ctr-cg, the one under .../other is uid-ctr."""
     paths = [served.p(pk) for pk in ctrs.key.values()]
@@ -543,7 +544,7 @@ def test_podman_container_identified_by_cgroup_parent(podman, ctrs, served):
     assert_container_read_only(saw, served, ctrs, "uid-ctr")
 
 
-def test_podman_container_identified_by_uidmap(podman, ctrs, served):
+def test_podman_container_identified_by_uidmap(ctrs, served, podman):
     """The container's root is host uid MAPPED (--uidmap 0:MAPPED:1), a uid
     no /etc/subuid range delegates to a user."""
     for f in ("/etc/subuid", "/etc/subgid"):
@@ -557,7 +558,7 @@ def test_podman_container_identified_by_uidmap(podman, ctrs, served):
     assert rows and rows[-1]["uid"] == UID_MAPPED, rows[-1:]
 
 
-def test_podman_container_survives_a_daemon_restart(podman, ctrs, served):
+def test_podman_container_survives_a_daemon_restart(ctrs, served, podman):
     """A running container (--cgroup-parent, --user): after SIGTERM and
     after SIGKILL of the daemon its reads fail, then work again in the same
     container once a new daemon has mounted."""
