@@ -240,12 +240,26 @@ class Sandbox(it.Holder):
 
 
 @pytest.fixture
-def bwrap(privileged):
+def sandbox(privileged, served, procs):
+    """sandbox(uid, bind, cgroup=None) -> Sandbox. At teardown, before the
+    mount is closed, each is asked to exit (bwrap then exits once its pid
+    namespace is empty; one that does not is ended by pid), and its host
+    processes must be gone."""
     if not shutil.which("bwrap"):
         pytest.skip("bwrap is not installed (Debian: bubblewrap)")
     probe = it.run_as(UID_A, bwrap_argv("/tmp") + ["true"])
     if probe.returncode != 0:
         pytest.skip(f"bwrap cannot make a user namespace here as uid {UID_A}: {probe.stderr.strip()}")
+    made = []
+
+    def make(uid, bind, cgroup=None):
+        made.append(Sandbox(procs, uid, bind, cgroup))
+        return made[-1]
+    yield make
+    inside = [pid for box in made for pid in it.descendants(box.pid)]
+    for box in made:
+        box.close()
+    poll(lambda: not [pid for pid in inside if it.proc_alive(pid)], "the sandboxes' processes to end")
 
 
 @pytest.fixture
@@ -273,10 +287,10 @@ def assert_reads_only(box, served, boxes, agent):
             assert box.cat(served.p(pk)) == (None, "ENOENT"), f"{agent}'s sandbox read {pk}"
 
 
-def test_bwrap_sandbox_of_its_own_uid_reads_its_key(bwrap, boxes, served, procs):
+def test_bwrap_sandbox_of_its_own_uid_reads_its_key(boxes, served, sandbox):
     vault = boxes.vault
     for agent, uid in (("box-a", UID_A), ("box-b", UID_B)):
-        box = Sandbox(procs, uid, served.parent.path)
+        box = sandbox(uid, served.parent.path)
         host = box.host_pid()
         # really in a user and a pid namespace of its own
         for ns in ("user", "pid"):
@@ -292,11 +306,11 @@ def test_bwrap_sandbox_of_its_own_uid_reads_its_key(bwrap, boxes, served, procs)
         box.close()
 
 
-def test_bwrap_sandbox_identified_by_cgroup_reads_its_key(bwrap, boxes, served, procs):
+def test_bwrap_sandbox_identified_by_cgroup_reads_its_key(boxes, served, sandbox):
     """Two sandboxes of uid C: the one whose bwrap was put into the cgroup
     is box-cg, the other is uid-c."""
-    in_cg = Sandbox(procs, UID_C, served.parent.path, cgroup=boxes.cg)
-    plain = Sandbox(procs, UID_C, served.parent.path)
+    in_cg = sandbox(UID_C, served.parent.path, cgroup=boxes.cg)
+    plain = sandbox(UID_C, served.parent.path)
     assert it.own_cgroup_path(in_cg.host_pid()) == boxes.cg.name
     assert_reads_only(in_cg, served, boxes, "box-cg")
     assert_reads_only(plain, served, boxes, "uid-c")
@@ -307,14 +321,14 @@ def test_bwrap_sandbox_identified_by_cgroup_reads_its_key(bwrap, boxes, served, 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_bwrap_sandbox_survives_a_daemon_restart(bwrap, boxes, served, procs, sig):
+def test_bwrap_sandbox_survives_a_daemon_restart(boxes, served, sandbox, sig):
     """The daemon is ended and started again while two sandboxes run: one
     binds the parent (the recipe), one the mount point itself (a snapshot).
     Reads fail in both during the gap; afterwards the first reads again,
     the same processes, never restarted; the snapshot stays dead."""
     pk = boxes.key["box-a"]
-    box = Sandbox(procs, UID_A, served.parent.path)
-    snap = Sandbox(procs, UID_A, served.path)
+    box = sandbox(UID_A, served.parent.path)
+    snap = sandbox(UID_A, served.path)
     for b in (box, snap):
         assert b.cat(served.p(pk)) == (boxes.value[pk], None)
     before = (box.host_pid(), snap.host_pid())
