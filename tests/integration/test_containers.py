@@ -23,6 +23,7 @@ import subprocess
 import tarfile
 import time
 import types
+import warnings
 
 import pytest
 
@@ -80,6 +81,56 @@ def fuse_mount_ids(path):
         return {line.split()[0] for line in f
                 if line.partition(" - ")[2].startswith("fuse.scopehold ")
                 and it._unescape_mountinfo(line.split()[4]) == path}
+
+
+def fuse_mount_dev(path):
+    """(mount id, major:minor) of the newest scopehold mount at path."""
+    path = os.path.realpath(path)
+    found = (None, None)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.startswith("fuse.scopehold ") and it._unescape_mountinfo(left.split()[4]) == path:
+                found = (left.split()[0], left.split()[2])
+    return found
+
+
+def holders_of(mnt):
+    """What keeps the scopehold mount mnt = (mount id, major:minor) alive
+    (so that its daemon does not exit after our unmount): ([the mount
+    namespaces with a copy of it, one pid and command line each], [the
+    descriptors open on it, found by /proc/PID/fdinfo, never touching the
+    files])."""
+    mnt_id, dev = mnt
+    seen, files = {}, []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f"pid {d}: {f.read().replace(bytes(1), b' ').decode(errors='replace')[:120]}"
+            for n in os.listdir(f"/proc/{d}/fdinfo"):
+                try:
+                    with open(f"/proc/{d}/fdinfo/{n}") as f:
+                        if f"mnt_id:\t{mnt_id}\n" in f.read():
+                            files.append(f"{cmd} (fd {n})")
+                except OSError:
+                    pass
+            ns = os.readlink(f"/proc/{d}/ns/mnt")
+            if ns in seen:
+                continue
+            with open(f"/proc/{d}/mountinfo") as f:
+                if any(line.split()[2] == dev and " - fuse.scopehold " in line for line in f):
+                    seen[ns] = cmd
+        except OSError:
+            continue
+    return list(seen.values()), files
+
+
+def holders_text(mnt):
+    spaces, files = holders_of(mnt)
+    return (f"mount namespaces holding device {mnt[1]}: {spaces or 'none'}; "
+            f"descriptors open on mount {mnt[0]}: {files or 'none'}")
 
 
 # ---- the shared parent and the daemon serving PARENT/secrets ----------------
@@ -143,6 +194,7 @@ class Served:
                 raise AssertionError(f"scopeholdfs exited with {m.proc.returncode}:\n{m.stderr()}")
             return fuse_mount_ids(self.path) - old
         poll(mounted, f"a new mount at {self.path}", timeout=it.MOUNT_TIMEOUT)
+        m.mnt = fuse_mount_dev(self.path)
         return m
 
     def p(self, *parts):
@@ -164,10 +216,39 @@ class Served:
             sh("fusermount3", "-uz", self.path)
         self.start()
 
+    @staticmethod
+    def _pinned(m, diag):
+        """The daemon m is still serving after our unmount. When only a
+        mount namespace that a process outside this test made while the
+        mount was there (`unshare -m --propagation private` elsewhere on
+        the machine) still holds a copy, the mount is not gone and the
+        daemon is right to serve it: end it by its pid with SIGTERM and
+        warn. Anything else (a descriptor open on it, no holder at all)
+        is a problem of the test or the daemon."""
+        spaces, files = holders_of(m.mnt)
+        if spaces and not files:
+            warnings.warn(f"scopeholdfs {m.pid} kept serving after the unmount because another mount "
+                          f"namespace holds a copy ({holders_text(m.mnt)}); ended with SIGTERM")
+            os.kill(m.pid, signal.SIGTERM)
+            m.proc.wait(timeout=it.STOP_TIMEOUT)
+        else:
+            diag.append("after the unmount: " + holders_text(m.mnt))
+
     def close(self):
         problems = []
         for m in reversed(self.mounts):   # the newest one removes the mountpoint
-            problems += m.close()
+            diag = []
+            if m.proc.poll() is None and it.is_mounted(self.path):
+                r = sh("fusermount3", "-u", self.path, check=False)
+                if r.returncode != 0:
+                    diag.append(f"fusermount3 -u: {r.stderr.strip()}; " + holders_text(m.mnt))
+                    sh("fusermount3", "-uz", self.path, check=False)
+                try:
+                    poll(lambda: m.proc.poll() is not None, "the daemon to exit", timeout=it.STOP_TIMEOUT)
+                except AssertionError:
+                    self._pinned(m, diag)
+            found = m.close()
+            problems += found + (diag if found else [])
         return problems
 
 
