@@ -3,6 +3,7 @@
 #ifndef SCOPEHOLD_FUZZ_H
 #define SCOPEHOLD_FUZZ_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,18 +46,18 @@ static inline size_t fuzz_split(const uint8_t *data, size_t size, size_t n,
 	return found;
 }
 
-/* A private directory for files a target writes (under /dev/shm when it
- * exists: no disk writes per run), removed by the caller's atexit. */
+/* A private directory for files a target writes: under $TMPDIR when set
+ * (scripts/fuzz points it into its own scratch directory, which it removes
+ * also after a crash), else /dev/shm (no disk writes per run). A target
+ * removes it at exit. */
 static inline const char *fuzz_tmpdir(void)
 {
-	static char dir[64];
+	static char dir[PATH_MAX];
 	if (!dir[0]) {
-		snprintf(dir, sizeof dir, "/dev/shm/scopehold-fuzz.XXXXXX");
-		if (!mkdtemp(dir)) {
-			snprintf(dir, sizeof dir, "/tmp/scopehold-fuzz.XXXXXX");
-			if (!mkdtemp(dir))
-				abort();
-		}
+		const char *t = getenv("TMPDIR");
+		snprintf(dir, sizeof dir, "%s/scopehold-fuzz.XXXXXX", t && *t ? t : "/dev/shm");
+		if (!mkdtemp(dir))
+			abort();
 	}
 	return dir;
 }

@@ -19,7 +19,7 @@
 #include "tests/fuzz/fuzz.h"
 
 static struct vault_db *db;
-static char path[128];
+static char path[PATH_MAX];
 static char *pristine;
 static size_t pristine_len;
 
@@ -33,7 +33,7 @@ static const int64_t extreme[] = { INT64_MIN, INT64_MIN + 1, -1, 0, INT64_MAX - 
 
 static void cleanup(void)
 {
-	char p[160];
+	char p[PATH_MAX];
 	vault_db_close(db);
 	unlink(path);
 	snprintf(p, sizeof p, "%s-wal", path);

@@ -6,7 +6,7 @@
 #include "tests/fuzz/fuzz.h"
 #include "vault/config.h"
 
-static char path[128];
+static char path[PATH_MAX];
 
 static void cleanup(void)
 {

@@ -15,18 +15,18 @@
 #define PID 100
 #define UID 1000
 
-static char root[128], piddir[160];
+static char root[PATH_MAX], piddir[PATH_MAX];
 
 static void rm(const char *name)
 {
-	char p[256];
+	char p[PATH_MAX];
 	snprintf(p, sizeof p, "%s/%s", piddir, name);
 	unlink(p);
 }
 
 static void cleanup(void)
 {
-	char p[256];
+	char p[PATH_MAX];
 	rm("status");
 	rm("cgroup");
 	rm("auxv");
@@ -42,7 +42,7 @@ static void cleanup(void)
 
 static void setup(void)
 {
-	char p[256];
+	char p[PATH_MAX];
 	snprintf(root, sizeof root, "%s", fuzz_tmpdir());
 	snprintf(piddir, sizeof piddir, "%s/%d", root, PID);
 	snprintf(p, sizeof p, "%s/attr", piddir);
@@ -59,7 +59,7 @@ static void setup(void)
 
 static void put(const char *name, const uint8_t *b, size_t n)
 {
-	char p[256];
+	char p[PATH_MAX];
 	snprintf(p, sizeof p, "%s/%s", piddir, name);
 	fuzz_write(p, b, n);
 }
