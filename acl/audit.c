@@ -573,18 +573,23 @@ static void diagnose(struct audit_verify_result *res, int64_t id, const struct a
 		return;
 	}
 	/* Moved rows: the hash covers the id, so a row renumbered by one is
-	 * recognised by the id it was written with. */
-	audit_hash(prev, id - 1, row, h);
-	if (!memcmp(h, stored, AUDIT_HASH_BYTES) && id == exp_id && res->rows > 0) {
-		what(res, id - 1, "row %" PRId64 " was inserted: the row after it was written as row %"
-		     PRId64 " and was renumbered", id - 1, id - 1);
-		return;
+	 * recognised by the id it was written with (an id at either end of
+	 * int64 has no neighbour there). */
+	if (id == exp_id && res->rows > 0 && id > INT64_MIN) {
+		audit_hash(prev, id - 1, row, h);
+		if (!memcmp(h, stored, AUDIT_HASH_BYTES)) {
+			what(res, id - 1, "row %" PRId64 " was inserted: the row after it was written as row %"
+			     PRId64 " and was renumbered", id - 1, id - 1);
+			return;
+		}
 	}
-	audit_hash(prev, id + 1, row, h);
-	if (!memcmp(h, stored, AUDIT_HASH_BYTES)) {
-		what(res, id, "row %" PRId64 " holds row %" PRId64 " moved down: rows were reordered, or row %"
-		     PRId64 " was deleted and the rest renumbered", id, id + 1, id);
-		return;
+	if (id < INT64_MAX) {
+		audit_hash(prev, id + 1, row, h);
+		if (!memcmp(h, stored, AUDIT_HASH_BYTES)) {
+			what(res, id, "row %" PRId64 " holds row %" PRId64 " moved down: rows were reordered, or row %"
+			     PRId64 " was deleted and the rest renumbered", id, id + 1, id);
+			return;
+		}
 	}
 	if (id != exp_id && id > exp_id) {
 		what(res, exp_id, "row %" PRId64 " is missing and row %" PRId64 " neither matches its hash "

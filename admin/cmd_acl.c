@@ -461,19 +461,6 @@ static const char grant_usage[] =
 	"expire: from then on the rule no longer holds, at the next lookup or open.\n"
 	"Granting again replaces the expiry (no option: never expires).\n";
 
-/* "90s", "15m", "8h", "7d" (or a bare number of seconds): ns, -1 when bad. */
-static int64_t parse_duration(const char *s)
-{
-	char *end;
-	errno = 0;
-	long long n = strtoll(s, &end, 10);
-	int64_t unit = !strcmp(end, "s") || !*end ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600
-		     : !strcmp(end, "d") ? 86400 : 0;
-	if (!isdigit((unsigned char)s[0]) || errno || !unit || n <= 0 || n > 100LL * 365 * 86400 / unit)
-		return -1;
-	return (int64_t)n * unit * 1000000000LL;
-}
-
 int ctl_grant(struct ctl *c, int argc, char **argv)
 {
 	int on = !strcmp(argv[0], "grant");
@@ -501,7 +488,7 @@ int ctl_grant(struct ctl *c, int argc, char **argv)
 	if (ttl && until)
 		return ctl_usage(argv[0], "give --ttl or --until, not both");
 	int64_t now = vault_now_ns(), expires = 0;
-	if (ttl && (expires = parse_duration(ttl)) < 0)
+	if (ttl && (expires = ctl_parse_duration(ttl)) < 0)
 		return ctl_usage(argv[0], "--ttl '%s' is not a duration like 90s, 15m, 8h or 7d", ttl);
 	if (ttl)
 		expires += now;

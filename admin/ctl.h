@@ -65,6 +65,9 @@ void ctl_json_str(FILE *f, const char *s);
 /* Parse a time: seconds since the epoch, RFC 3339 / "YYYY-MM-DD[ HH:MM:SS]"
  * (UTC), or a relative "-1h", "-30m", "-7d". Returns ns or -1. */
 int64_t ctl_parse_time(const char *s);
+/* Parse a grant's --ttl: "90s", "15m", "8h", "7d" or a bare number of
+ * seconds, at most 100 years. Returns ns or -1. */
+int64_t ctl_parse_duration(const char *s);
 
 /* Format ns as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (32 bytes). */
 void ctl_format_time(int64_t ns, char *buf, size_t len);

@@ -222,6 +222,18 @@ int64_t ctl_parse_time(const char *s)
 	return (int64_t)t * 1000000000LL;
 }
 
+int64_t ctl_parse_duration(const char *s)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(s, &end, 10);
+	int64_t unit = !strcmp(end, "s") || !*end ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600
+		     : !strcmp(end, "d") ? 86400 : 0;
+	if (!isdigit((unsigned char)s[0]) || errno || !unit || n <= 0 || n > 100LL * 365 * 86400 / unit)
+		return -1;
+	return (int64_t)n * unit * 1000000000LL;
+}
+
 void ctl_format_time(int64_t ns, char *buf, size_t len)
 {
 	time_t t = (time_t)(ns / 1000000000);

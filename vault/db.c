@@ -94,11 +94,12 @@ int64_t vault_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Copy name into out for a message: printable ASCII only, cut at 40. */
-static void shown_name(const char *name, char *out, size_t outlen)
+/* Copy name (at most n bytes of it) into out for a message: printable ASCII
+ * only, cut at 40. */
+static void shown_name(const char *name, size_t n, char *out, size_t outlen)
 {
 	size_t j = 0;
-	for (size_t i = 0; name[i] && j + 4 < outlen; i++) {
+	for (size_t i = 0; i < n && name[i] && j + 4 < outlen; i++) {
 		if (i == 40) {
 			out[j++] = '.'; out[j++] = '.'; out[j++] = '.';
 			break;
@@ -121,8 +122,8 @@ int vault_name_checkn(const char *kind, const char *name, size_t n, struct vault
 		return vault_fail(e, VAULT_EINVAL, "%s name is empty", kind);
 	if (memchr(name, 0, n))
 		return vault_fail(e, VAULT_EINVAL, "%s name contains a NUL byte", kind);
-	shown_name(name, shown, sizeof shown);
-	if (!strcmp(name, ".") || !strcmp(name, ".."))
+	shown_name(name, n, shown, sizeof shown);
+	if ((n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
 		return vault_fail(e, VAULT_EINVAL, "%s name '%s' is not allowed", kind, shown);
 	if (n > VAULT_NAME_MAX)
 		return vault_fail(e, VAULT_EINVAL, "%s name '%s' is %zu characters long; the limit is %d",
@@ -147,7 +148,7 @@ int vault_path_split(const char *pk, char *provider, char *key, struct vault_err
 	char shown[64];
 	if (!pk || !*pk)
 		return vault_fail(e, VAULT_EINVAL, "secret name is empty; expected PROVIDER/KEY");
-	shown_name(pk, shown, sizeof shown);
+	shown_name(pk, strlen(pk), shown, sizeof shown);
 	const char *slash = strchr(pk, '/');
 	if (!slash)
 		return vault_fail(e, VAULT_EINVAL, "secret '%s' is not of the form PROVIDER/KEY", shown);

@@ -48,6 +48,23 @@ static void test_refuses_nul(void **state)
 	assert_int_equal(vault_name_checkn("key", "abcd", 4, &e), 0);
 }
 
+/* A counted name is read only within its length (fuzz_names found
+ * shown_name and the "."/".." test reading on to a NUL): the launch socket
+ * hands over names that are not NUL-terminated. */
+static void test_counted_name_not_read_past_len(void **state)
+{
+	(void)state;
+	struct vault_err e = { 0 };
+	const char buf[] = "a/SECRETBYTES";
+	assert_int_equal(vault_name_checkn("agent", buf, 2, &e), -1);
+	assert_non_null(strstr(e.msg, "'a/'"));
+	assert_null(strstr(e.msg, "SECRET"));
+	assert_int_equal(vault_name_checkn("agent", "..x", 2, &e), -1);
+	assert_non_null(strstr(e.msg, "not allowed"));
+	assert_int_equal(vault_name_checkn("agent", ".x", 1, &e), -1);
+	assert_int_equal(vault_name_checkn("agent", "ok!", 2, &e), 0);
+}
+
 static void test_accepts_good_names(void **state)
 {
 	(void)state;
@@ -86,6 +103,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_refuses_bad_names),
 		cmocka_unit_test(test_refuses_nul),
+		cmocka_unit_test(test_counted_name_not_read_past_len),
 		cmocka_unit_test(test_accepts_good_names),
 		cmocka_unit_test(test_path_split),
 	};
