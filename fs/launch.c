@@ -144,6 +144,17 @@ static int root_dir(const char *path)
 	return 0;
 }
 
+/* 1 when process pid is in the daemon's namespace of kind ("pid", "user"). */
+static int same_ns(const char *proc_root, pid_t pid, const char *kind)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	struct stat x, y;
+
+	snprintf(a, sizeof a, "%s/%d/ns/%s", proc_root, (int)pid, kind);
+	snprintf(b, sizeof b, "%s/self/ns/%s", proc_root, kind);
+	return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
 static int pidfd_alive(int pidfd)
 {
 	struct pollfd p = { .fd = pidfd, .events = POLLIN };
@@ -197,6 +208,16 @@ static void handle(struct fs_launch *L, struct client *cl)
 			    &l, why, sizeof why) < 0 || !pidfd_alive(pidfd)) {
 		launch_audit(L, "denied", why[0] ? why : "caller exited", name, &cr, NULL);
 		reply(cl->fd, SH_LAUNCH_REFUSED, "cannot read the calling process");
+		goto out;
+	}
+	/* A launch is for host processes: a container (which may reach the
+	 * socket through a bind of /run/scopehold) is not moved out of its
+	 * cgroup into an agent's. */
+	if (!same_ns(L->fs->cfg.proc_root, cr.pid, "pid") || !same_ns(L->fs->cfg.proc_root, cr.pid, "user")) {
+		launch_audit(L, "denied", "caller is in a pid or user namespace of its own (a container)", name,
+			     &cr, &l);
+		reply(cl->fd, SH_LAUNCH_REFUSED, "launches are only for processes in the host's pid and user "
+		      "namespaces");
 		goto out;
 	}
 	if (!strncmp(l.cgroup, L->base, bl) && (l.cgroup[bl] == '/' || !l.cgroup[bl])) {

@@ -225,3 +225,19 @@ def test_exec_and_run_pass_a_clean_environment(launcher, as_uid):
         p = as_uid(UID_A, L.run_argv("srv-a", "echo", "STARTED", opts=(opt, "KEY=stripe/a_key")))
         assert p.returncode == 1 and "STARTED" not in p.stdout, p.stdout
         assert "KEY" in p.stderr and "stripe/a_key" in p.stderr and val.decode() not in p.stderr, p.stderr
+
+
+def test_a_container_cannot_launch(launcher, as_uid):
+    """A sandbox with its own pid and user namespaces that reaches the
+    socket (through a bind of /run/scopehold, say) is not moved out of its
+    cgroup into an agent's."""
+    L = launcher
+    L.agent("srv-a", "pa", UID_A)
+    bwrap = ["bwrap", "--unshare-user", "--unshare-pid", "--die-with-parent", "--dev-bind", "/", "/"]
+    probe = as_uid(UID_A, bwrap + ["true"])
+    if probe.returncode != 0:
+        pytest.skip(f"bwrap cannot make a user namespace here as uid {UID_A}: {probe.stderr.strip()}")
+    p = as_uid(UID_A, bwrap + L.run_argv("srv-a", "true"))
+    assert p.returncode == 1 and "host's pid and user namespaces" in p.stderr, p.stderr
+    assert L.instances("srv-a") == []
+    assert any("namespace of its own" in r["reason"] for r in L.rows() if r["result"] == "denied")
