@@ -168,6 +168,22 @@ static int exe_bind(const char *path, struct acl_exe_id *id, char hex[65], struc
 	return 0;
 }
 
+/* Bind an exe binding's 9 columns (exe, exe_dev, exe_ino, exe_uid, exe_mode,
+ * exe_size, exe_ctime_ns, exe_btime_ns, exe_hash) from parameter first on. */
+static void bind_exe(sqlite3_stmt *st, int first, const char *path, const struct acl_exe_id *x,
+		     const char *hex)
+{
+	sqlite3_bind_text(st, first, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, first + 1, (int64_t)x->dev);
+	sqlite3_bind_int64(st, first + 2, (int64_t)x->ino);
+	sqlite3_bind_int64(st, first + 3, (int64_t)x->uid);
+	sqlite3_bind_int64(st, first + 4, (int64_t)x->mode);
+	sqlite3_bind_int64(st, first + 5, (int64_t)x->size);
+	sqlite3_bind_int64(st, first + 6, x->ctime_ns);
+	sqlite3_bind_int64(st, first + 7, x->btime_ns);
+	sqlite3_bind_text(st, first + 8, hex, -1, SQLITE_STATIC);
+}
+
 /* The checks of a binding's names, uid, cgroup and lsm (agent add and set). */
 static int binding_check(const struct acl_agent *a, struct vault_err *e)
 {
@@ -204,10 +220,10 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 		return vault_fail(e, VAULT_EEXIST, "agent '%s' already exists", a->name);
 	if (aid < 0)
 		return -1;
-	sqlite3_stmt *st = vault_db_stmt(db, "INSERT INTO agents(name, project_id, uid, cgroup, exe, exe_dev, exe_ino,"
-					     " lsm, enabled, created_ns, exe_uid, exe_mode, exe_size, exe_ctime_ns,"
-					     " exe_btime_ns, exe_hash, require_secure, launched)"
-					     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)", e);
+	sqlite3_stmt *st = vault_db_stmt(db, "INSERT INTO agents(name, project_id, uid, cgroup, lsm, enabled,"
+					     " created_ns, require_secure, launched, exe, exe_dev, exe_ino, exe_uid,"
+					     " exe_mode, exe_size, exe_ctime_ns, exe_btime_ns, exe_hash)"
+					     " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", e);
 	if (!st)
 		return -1;
 	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
@@ -215,22 +231,13 @@ int acl_agent_add(struct vault_db *db, const struct acl_agent *a, struct vault_e
 	sqlite3_bind_int64(st, 3, a->uid);
 	if (a->labels & ACL_L_CGROUP)
 		sqlite3_bind_text(st, 4, a->cgroup, -1, SQLITE_STATIC);
-	if (a->labels & ACL_L_EXE) {
-		sqlite3_bind_text(st, 5, a->exe, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 6, (int64_t)xid.dev);
-		sqlite3_bind_int64(st, 7, (int64_t)xid.ino);
-		sqlite3_bind_int64(st, 10, (int64_t)xid.uid);
-		sqlite3_bind_int64(st, 11, (int64_t)xid.mode);
-		sqlite3_bind_int64(st, 12, (int64_t)xid.size);
-		sqlite3_bind_int64(st, 13, xid.ctime_ns);
-		sqlite3_bind_int64(st, 14, xid.btime_ns);
-		sqlite3_bind_text(st, 15, hex, -1, SQLITE_STATIC);
-	}
 	if (a->labels & ACL_L_LSM)
-		sqlite3_bind_text(st, 8, a->lsm, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 9, vault_now_ns());
-	sqlite3_bind_int(st, 16, a->require_secure ? 1 : 0);
-	sqlite3_bind_int(st, 17, a->launched ? 1 : 0);
+		sqlite3_bind_text(st, 5, a->lsm, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, vault_now_ns());
+	sqlite3_bind_int(st, 7, a->require_secure ? 1 : 0);
+	sqlite3_bind_int(st, 8, a->launched ? 1 : 0);
+	if (a->labels & ACL_L_EXE)
+		bind_exe(st, 9, a->exe, &xid, hex);
 	return change(db, st, "adding an agent", e);
 }
 
@@ -435,17 +442,8 @@ int acl_agent_set(struct vault_db *db, const char *name, const struct acl_agent 
 				       " WHERE id = ?", e);
 		if (!st)
 			goto fail;
-		if (n.labels & ACL_L_EXE) {
-			sqlite3_bind_text(st, 1, n.exe, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 2, (int64_t)xid.dev);
-			sqlite3_bind_int64(st, 3, (int64_t)xid.ino);
-			sqlite3_bind_int64(st, 4, (int64_t)xid.uid);
-			sqlite3_bind_int64(st, 5, (int64_t)xid.mode);
-			sqlite3_bind_int64(st, 6, (int64_t)xid.size);
-			sqlite3_bind_int64(st, 7, xid.ctime_ns);
-			sqlite3_bind_int64(st, 8, xid.btime_ns);
-			sqlite3_bind_text(st, 9, hex, -1, SQLITE_STATIC);
-		}
+		if (n.labels & ACL_L_EXE)
+			bind_exe(st, 1, n.exe, &xid, hex);
 		sqlite3_bind_int64(st, 10, old.id);
 		if (vault_db_step_done(db, st, "changing an agent's executable", e) < 0)
 			goto fail;

@@ -265,9 +265,15 @@ static char **env_build(const struct envspec *sp, int *n, int *nsecret)
 	return env;
 }
 
-/* Run CMD with env; returns only on failure (after wiping the values). */
-static int run_cmd(struct ctl *c, char **argv, const struct envspec *sp, char **env, int n, int nsec)
+/* Build CMD's environment and run it; returns only on failure (after
+ * wiping the values). */
+static int run_cmd(struct ctl *c, const char *verb, char **argv, const struct envspec *sp)
 {
+	int n, nsec;
+	note_mount(c, verb, sp);
+	char **env = env_build(sp, &n, &nsec);
+	if (!env)
+		return 1;
 	vault_db_close(c->db);
 	vault_db_close(c->adb);
 	c->db = c->adb = NULL;
@@ -286,12 +292,7 @@ int ctl_exec(struct ctl *c, int argc, char **argv)
 		return 2;
 	if (sp.nvars == 0)
 		return ctl_usage("exec", "give at least one --env NAME=P/K or --env-file NAME=P/K");
-	note_mount(c, "exec", &sp);
-	int n, nsec;
-	char **env = env_build(&sp, &n, &nsec);
-	if (!env)
-		return 1;
-	return run_cmd(c, argv, &sp, env, n, nsec);
+	return run_cmd(c, "exec", argv, &sp);
 }
 
 /* Ask the launch socket to move this process into agent: 0, or 1 after
@@ -356,10 +357,5 @@ int ctl_run(struct ctl *c, int argc, char **argv)
 		return ctl_fail("no launch socket is configured ([launch] socket = none)");
 	if (launch(sp.socket, sp.agent))
 		return 1;
-	note_mount(c, "run", &sp);
-	int n, nsec;
-	char **env = env_build(&sp, &n, &nsec);
-	if (!env)
-		return 1;
-	return run_cmd(c, argv, &sp, env, n, nsec);
+	return run_cmd(c, "run", argv, &sp);
 }
