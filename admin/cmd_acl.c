@@ -359,6 +359,7 @@ static int agent_print(void *arg, const struct acl_agent *a)
 		ctl_json_str(stdout, (a->labels & ACL_L_CGROUP) ? a->cgroup : NULL);
 		printf(",\"exe\":");
 		ctl_json_str(stdout, (a->labels & ACL_L_EXE) ? a->exe : NULL);
+		ctl_json_hex(stdout, "exe", (a->labels & ACL_L_EXE) ? a->exe : NULL);
 		printf(",\"exe_state\":");
 		ctl_json_str(stdout, es);
 		printf(",\"exe_blake2b\":");

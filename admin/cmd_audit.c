@@ -151,15 +151,19 @@ static void json_row(int64_t id, const struct audit_row *r, const uint8_t *prev,
 	ctl_json_str(stdout, r->result);
 	fputs(",\"reason\":", stdout);
 	ctl_json_str(stdout, r->reason);
+	ctl_json_hex(stdout, "reason", r->reason);
 	fputs(",\"agent\":", stdout);
 	ctl_json_str(stdout, r->agent);
 	printf(",\"uid\":%" PRId64 ",\"gid\":%" PRId64 ",\"pid\":%" PRId64 ",\"tgid\":%" PRId64
 	       ",\"sudo_uid\":%" PRId64 ",\"exe\":", r->uid, r->gid, r->pid, r->tgid, r->sudo_uid);
 	ctl_json_str(stdout, r->exe);
+	ctl_json_hex(stdout, "exe", r->exe);
 	fputs(",\"cgroup\":", stdout);
 	ctl_json_str(stdout, r->cgroup);
+	ctl_json_hex(stdout, "cgroup", r->cgroup);
 	fputs(",\"lsm\":", stdout);
 	ctl_json_str(stdout, r->lsm);
+	ctl_json_hex(stdout, "lsm", r->lsm);
 	fputs(",\"path\":", stdout);
 	ctl_json_str(stdout, r->path);
 	/* 0 means "none" in the row: null, not a number that does not apply */

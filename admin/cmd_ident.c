@@ -157,8 +157,10 @@ int ctl_whoami(struct ctl *c, int argc, char **argv)
 		ctl_json_str(stdout, agent ? w.agent.project : NULL);
 		printf(",\"cgroup\":");
 		ctl_json_str(stdout, (l->have & ACL_L_CGROUP) ? l->cgroup : NULL);
+		ctl_json_hex(stdout, "cgroup", (l->have & ACL_L_CGROUP) ? l->cgroup : NULL);
 		printf(",\"exe\":");
 		ctl_json_str(stdout, (l->have & ACL_L_EXE) ? l->exe : NULL);
+		ctl_json_hex(stdout, "exe", (l->have & ACL_L_EXE) ? l->exe : NULL);
 		printf(",\"lsm\":");
 		ctl_json_str(stdout, (l->have & ACL_L_LSM) ? l->lsm : NULL);
 		printf(",\"binding\":");

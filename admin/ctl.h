@@ -59,8 +59,14 @@ void ctl_scrub(struct ctl *c);
  * sudo_uid from $SUDO_UID. */
 void ctl_admin_row(struct audit_row *r, const char *event, const char *path);
 
-/* Write s as a JSON string (with quotes) to f; NULL writes null. */
+/* Write s as a JSON string (with quotes) to f; NULL writes null. A byte
+ * that is not part of valid UTF-8 becomes U+FFFD (the document stays valid
+ * under a strict parser); ctl_json_hex then adds the exact bytes. */
 void ctl_json_str(FILE *f, const char *s);
+/* 1 when s (not NULL) is valid UTF-8. */
+int ctl_utf8_valid(const char *s);
+/* When s is not valid UTF-8: ,"KEY_hex":"<the bytes in hex>". */
+void ctl_json_hex(FILE *f, const char *key, const char *s);
 
 /* Parse a time: seconds since the epoch, RFC 3339 / "YYYY-MM-DD[ HH:MM:SS]"
  * (UTC), or a relative "-1h", "-30m", "-7d". Returns ns or -1. */

@@ -149,6 +149,43 @@ void ctl_admin_row(struct audit_row *r, const char *event, const char *path)
 	}
 }
 
+/* Bytes of the valid UTF-8 sequence at p (1..4), or 0: a stray or missing
+ * continuation byte, an overlong form, a surrogate, or above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	unsigned c = p[0], n, min, cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, min = 0x80, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, min = 0x800, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, min = 0x10000, cp = c & 0x07;
+	else
+		return 0;
+	for (unsigned i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+int ctl_utf8_valid(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; p && *p;) {
+		size_t n = utf8_seq(p);
+		if (!n)
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
 void ctl_json_str(FILE *f, const char *s)
 {
 	if (!s) {
@@ -156,7 +193,13 @@ void ctl_json_str(FILE *f, const char *s)
 		return;
 	}
 	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_seq(p);
+		if (!n) { /* the exact bytes are in the *_hex field */
+			fputs("\\ufffd", f);
+			p++;
+			continue;
+		}
 		switch (*p) {
 		case '"': fputs("\\\"", f); break;
 		case '\\': fputs("\\\\", f); break;
@@ -164,12 +207,23 @@ void ctl_json_str(FILE *f, const char *s)
 		case '\t': fputs("\\t", f); break;
 		case '\r': fputs("\\r", f); break;
 		default:
-			if (*p < 0x20)
+			if (*p < 0x20 || *p == 0x7f)
 				fprintf(f, "\\u%04x", *p);
 			else
-				fputc(*p, f);
+				fwrite(p, 1, n, f);
 		}
+		p += n;
 	}
+	fputc('"', f);
+}
+
+void ctl_json_hex(FILE *f, const char *key, const char *s)
+{
+	if (!s || ctl_utf8_valid(s))
+		return;
+	fprintf(f, ",\"%s_hex\":\"", key);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		fprintf(f, "%02x", *p);
 	fputc('"', f);
 }
 
