@@ -974,6 +974,8 @@ static int limitable(const struct audit_row *r)
 		return 0;
 	if (!strcmp(r->event, "lookup"))
 		return 1;
+	if (!strcmp(r->event, "launch")) /* a refused launch socket client */
+		return !strcmp(r->result, "denied");
 	return !strcmp(r->event, "open") && (strcmp(r->result, "error") || !r->agent);
 }
 

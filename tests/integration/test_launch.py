@@ -241,3 +241,28 @@ def test_a_container_cannot_launch(launcher, as_uid):
     assert p.returncode == 1 and "host's pid and user namespaces" in p.stderr, p.stderr
     assert L.instances("srv-a") == []
     assert any("namespace of its own" in r["reason"] for r in L.rows() if r["result"] == "denied")
+
+
+def test_a_flood_of_bad_clients_adds_few_rows(launcher):
+    """Refused launch clients take tokens of their uid's audit bucket like
+    refused lookups: 300 malformed requests, a few dozen rows and one summary
+    that counts the rest."""
+    L = launcher
+    for _ in range(300):
+        s = _connect(L.sock)
+        s.sendall(REQ.pack(0xDEADBEEF, VERSION, 1, b"x"))
+        _reply(s)
+        s.close()
+    def counted():
+        rows = L.vault.audit_rows()
+        bad = [r for r in rows if r.get("event") == "launch" and r.get("reason") == "malformed launch request"]
+        limited = [r for r in rows if r.get("event") == "audit.limited" and r.get("uid") == 0]
+        return bad, sum(r["count"] for r in bad) + sum(r["count"] for r in limited)
+
+    # the summary of the last second is written once that second is over
+    deadline = time.monotonic() + 10
+    while counted()[1] < 300 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    bad, total = counted()
+    assert 0 < len(bad) <= 100, len(bad)
+    assert total >= 300, (len(bad), total)
