@@ -27,12 +27,10 @@
 
 #include "fs/fs.h"
 
-/* What each worker thread keeps: its own connection and a locked buffer. */
+/* What each worker thread keeps: its own connection. */
 struct fs_tls {
 	struct vault_db *db;
 	int txn;        /* a read transaction spans the current request */
-	uint8_t *buf;   /* sodium_malloc'd, for plaintext */
-	size_t cap;
 };
 
 void fs_tls_free(void *p)
@@ -41,7 +39,6 @@ void fs_tls_free(void *p)
 	if (!t)
 		return;
 	vault_db_close(t->db);
-	sodium_free(t->buf);
 	free(t);
 }
 
@@ -69,24 +66,6 @@ static struct vault_db *tdb(struct fs_state *fs)
 			sqlite3_exec(vault_db_handle(t->db), "PRAGMA cache_size = -512", NULL, NULL, NULL);
 	}
 	return t->db;
-}
-
-/* A locked buffer of at least n bytes for this thread; NULL on failure. */
-static uint8_t *tbuf(struct fs_state *fs, size_t n)
-{
-	struct fs_tls *t = pthread_getspecific(fs->tls);
-	if (!t)
-		return NULL;
-	if (t->cap < n || !t->buf) {
-		size_t cap = n < 4096 ? 4096 : n;
-		uint8_t *b = sodium_malloc(cap);
-		if (!b)
-			return NULL;
-		sodium_free(t->buf);
-		t->buf = b;
-		t->cap = cap;
-	}
-	return t->buf;
 }
 
 /* ---- the caller --------------------------------------------------------- */
@@ -812,15 +791,30 @@ static void sh_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
-/* An open file: the sealed version pinned at open, or the whoami text. */
+/* An open file: the sealed version pinned at open, or the whoami text. The
+ * value is decrypted once, at the first READ, into locked memory of the
+ * handle (pt), and wiped at RELEASE: a read costs the range it returns,
+ * not a decryption of the whole value. */
 struct handle {
 	int whoami;
 	struct vault_sealed sealed;
 	size_t len;
 	struct use *use; /* counted against its uid */
 	size_t bytes;
+	pthread_mutex_t mu; /* guards pt: reads of one handle may come at once */
+	uint8_t *pt;        /* sodium_malloc'd plaintext, or NULL before the first READ */
 	char text[];
 };
+
+/* Free a secret's handle: its uid's count, the sealed copy, the plaintext. */
+static void handle_drop(struct handle *h)
+{
+	handle_put(h->use, h->bytes);
+	vault_sealed_clear(&h->sealed);
+	sodium_free(h->pt); /* zeroes it; NULL is a no-op */
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
 
 static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -887,8 +881,10 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	pthread_mutex_init(&h->mu, NULL);
 	if (vault_sealed_load(c.db, s.id, s.version, &h->sealed, &e) != 1) {
 		audit(&c, "open", "error", "version missing", &s, 1);
+		pthread_mutex_destroy(&h->mu);
 		free(h);
 		fuse_reply_err(req, EIO);
 		return;
@@ -897,20 +893,20 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (h->sealed.ctlen != h->len + VAULT_TAG_BYTES) { /* decrypt writes ctlen - tag bytes */
 		audit(&c, "open", "error", "stored length does not match the sealed value", &s, 1);
 		vault_sealed_clear(&h->sealed);
+		pthread_mutex_destroy(&h->mu);
 		free(h);
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	h->bytes = sizeof *h + h->sealed.ctlen;
+	h->bytes = sizeof *h + h->sealed.ctlen + h->len; /* the plaintext to come too */
 	if (!(h->use = handle_get(req, &c, &s, h->bytes))) {
 		vault_sealed_clear(&h->sealed);
+		pthread_mutex_destroy(&h->mu);
 		free(h);
 		return;
 	}
 	if (audit(&c, "open", "granted", NULL, &s, 1) < 0) {
-		handle_put(h->use, h->bytes);
-		vault_sealed_clear(&h->sealed);
-		free(h);
+		handle_drop(h);
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -922,9 +918,7 @@ static void open_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* The caller was gone (killed) before the reply: no handle
 		 * reached it, and the trail says so. */
 		audit(&c, "open", "error", "caller gone before the reply", &s, 0);
-		handle_put(h->use, h->bytes);
-		vault_sealed_clear(&h->sealed);
-		free(h);
+		handle_drop(h);
 	}
 }
 
@@ -944,28 +938,39 @@ static void sh_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, copy, n);
 		return;
 	}
-	size_t len = h->len; /* likewise */
 	struct vault_err e;
-	uint8_t *pt = tdb(fs) ? tbuf(fs, h->len) : NULL;
-	if (!pt) {
-		fuse_reply_err(req, ENOMEM);
-		return;
+	pthread_mutex_lock(&h->mu);
+	if (!h->pt) {
+		uint8_t *pt = sodium_malloc(h->len ? h->len : 1);
+		if (!pt) {
+			pthread_mutex_unlock(&h->mu);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		if (vault_sealed_open(fs->key, &h->sealed, pt, &e) < 0) {
+			pthread_mutex_unlock(&h->mu);
+			sodium_free(pt);
+			fprintf(stderr, "scopeholdfs: %s\n", e.msg);
+			fuse_reply_err(req, EIO);
+			return;
+		}
+		h->pt = pt;
 	}
-	if (vault_sealed_open(fs->key, &h->sealed, pt, &e) < 0) {
-		fprintf(stderr, "scopeholdfs: %s\n", e.msg);
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fuse_reply_buf(req, (const char *)pt + off, n);
-	sodium_memzero(pt, len);
+	pthread_mutex_unlock(&h->mu);
+	/* h lives until RELEASE, which cannot come while this READ's caller
+	 * waits for the reply being written from it */
+	fuse_reply_buf(req, (const char *)h->pt + off, n);
 }
 
 static void sh_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	handle_put(h->use, h->bytes);
-	vault_sealed_clear(&h->sealed);
-	free(h);
+	if (h->whoami) {
+		handle_put(h->use, h->bytes);
+		free(h);
+	} else {
+		handle_drop(h);
+	}
 	fuse_reply_err(req, 0);
 	/* Drop whatever a private mmap put in the page cache: plaintext must
 	 * not outlive the open in kernel memory. */
