@@ -351,23 +351,33 @@ static int same_userns(const char *proc_root, int real, int tfd)
 	return own.st_dev == st.st_dev && own.st_ino == st.st_ino;
 }
 
-/* AT_SECURE from the auxv of the process dir tfd: 1, 0, or -1. */
+/* AT_SECURE from the auxv of the process dir tfd: 1, 0, or -1. The vector
+ * must be this ABI's: whole pairs of longs, every type a small number,
+ * exactly one AT_SECURE and AT_NULL last. A 32-bit process's vector (pairs
+ * of 32-bit words) fails that (its AT_PAGESZ pair reads as a huge type), so
+ * it is never taken for a secure one. */
 static int read_secure(int tfd, char *buf, size_t cap)
 {
 	unsigned long pair[2];
 	size_t len, i;
-	int full;
+	int full, secure = -1;
 
-	if (read_at(tfd, "auxv", buf, cap, &len, &full) < 0 || full || len == 0)
+	if (read_at(tfd, "auxv", buf, cap, &len, &full) < 0 || full || len == 0 ||
+	    len % sizeof pair != 0)
 		return -1;
-	for (i = 0; i + sizeof pair <= len; i += sizeof pair) {
+	for (i = 0; i < len; i += sizeof pair) {
 		memcpy(pair, buf + i, sizeof pair);
-		if (pair[0] == AT_SECURE)
-			return pair[1] != 0;
+		if (pair[0] > 64)
+			return -1;
 		if (pair[0] == AT_NULL)
-			break;
+			return i + sizeof pair == len ? secure : -1;
+		if (pair[0] == AT_SECURE) {
+			if (secure != -1)
+				return -1;
+			secure = pair[1] != 0;
+		}
 	}
-	return -1; /* every auxv has AT_SECURE: a cut or odd one denies */
+	return -1; /* no AT_NULL */
 }
 
 /* Pidfds, and why the order is what it is.
@@ -621,7 +631,9 @@ no_cgroup:
 	if (want & ACL_L_EXE) {
 		/* follows the magic link to the running binary, also when it
 		 * was deleted or replaced on disk since */
-		if (statx(tfd, "exe", 0, STATX_BASIC_STATS | STATX_BTIME, &stx) < 0) {
+		/* DONT_SYNC: a binary on a network or FUSE filesystem never
+		 * makes a worker wait for that filesystem */
+		if (statx(tfd, "exe", AT_STATX_DONT_SYNC, STATX_BASIC_STATS | STATX_BTIME, &stx) < 0) {
 			deny(why, whylen, "pid %d (tgid %d): stat exe: %s", (int)pid, (int)tgid,
 			     errtext(errno));
 			LABEL_FAIL(ACL_L_EXE, no_exe);

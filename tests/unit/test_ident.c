@@ -736,6 +736,24 @@ static void test_fake_tracer_userns_auxv(void **state)
 	fclose(fp);
 	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_AUXV, &l, why, sizeof why), 0);
 	assert_int_equal(l.secure, 0);
+	/* a 32-bit process's vector (pairs of 32-bit words) is never read as
+	 * a secure one, though its AT_SECURE word is followed by non-zero ones */
+	uint32_t auxv32[] = { AT_PAGESZ, 4096, AT_UID, 1000, AT_SECURE, 0, AT_NULL, 0 };
+	fp = fopen(path, "w");
+	assert_int_equal(fwrite(auxv32, sizeof auxv32, 1, fp), 1);
+	fclose(fp);
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_AUXV, &l, why, sizeof why), -1);
+	/* two AT_SECURE entries, or none before AT_NULL */
+	unsigned long twice[] = { AT_SECURE, 1, AT_SECURE, 0, AT_NULL, 0 };
+	unsigned long none[] = { AT_PAGESZ, 4096, AT_NULL, 0 };
+	fp = fopen(path, "w");
+	assert_int_equal(fwrite(twice, sizeof twice, 1, fp), 1);
+	fclose(fp);
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_AUXV, &l, why, sizeof why), -1);
+	fp = fopen(path, "w");
+	assert_int_equal(fwrite(none, sizeof none, 1, fp), 1);
+	fclose(fp);
+	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_AUXV, &l, why, sizeof why), -1);
 	/* not asked for: unknown */
 	assert_int_equal(read_fake(f, 1200, 1000, ACL_L_CGROUP, &l, why, sizeof why), 0);
 	assert_int_equal(l.secure, -1);
