@@ -102,10 +102,11 @@ int acl_grant_get(struct vault_db *db, int64_t agent_id, int64_t secret_id, int6
 const char *acl_binding_strength(const struct acl_agent *a, int ptrace_scope, char *buf,
 				 size_t len);
 
-/* With ptrace_scope < 1 (acl_ptrace_scope), the agents whose label binding
- * does not hold against their uid's other processes (any label, no
- * --require-secure-exec), as "'a', 'b'" into names (cut to len). Returns how
- * many (0 with ptrace_scope >= 1), or -1. */
+/* The agents whose label binding does not hold against their uid's other
+ * processes: without --require-secure-exec, any label binding when
+ * ptrace_scope < 1 (acl_ptrace_scope), and an exe binding whatever it is
+ * (the uid can run the binary with LD_PRELOAD). As "'a', 'b'" into names
+ * (cut to len). Returns how many, or -1. */
 int acl_weak_agents(struct vault_db *db, int ptrace_scope, char *names, size_t len,
 		    struct vault_err *e);
 

@@ -75,6 +75,12 @@ const char *acl_binding_strength(const struct acl_agent *a, int ptrace_scope, ch
 	if (ptrace_scope < 1 && !a->require_secure)
 		WEAK("%sweak: %s", n ? ", " : "",
 		     ptrace_scope < 0 ? "no Yama ptrace_scope" : "ptrace_scope 0");
+	/* whatever ptrace_scope says, the uid can run the bound binary itself
+	 * with code of its own (LD_PRELOAD, LD_AUDIT, a script for an
+	 * interpreter): only a secure-mode exec ignores that */
+	if ((a->labels & ACL_L_EXE) && !a->require_secure)
+		WEAK("%sweak: the uid can run the binary with its own code (LD_PRELOAD; "
+		     "--require-secure-exec)", n ? ", " : "");
 	if ((a->labels & ACL_L_CGROUP) && cgroup_user_owned(a->cgroup))
 		WEAK("%sweak: user-owned cgroup", n ? ", " : "");
 	if ((a->labels & ACL_L_EXE) && a->exe_id.ctime_ns == -1)
@@ -89,6 +95,7 @@ struct weak_ctx {
 	char *names;
 	size_t len, used;
 	int n;
+	int ptrace_scope;
 };
 
 static int weak_one(void *arg, const struct acl_agent *a)
@@ -97,6 +104,8 @@ static int weak_one(void *arg, const struct acl_agent *a)
 
 	if (!a->labels || a->require_secure)
 		return 0;
+	if (w->ptrace_scope >= 1 && !(a->labels & ACL_L_EXE))
+		return 0; /* Yama keeps its uid's other processes out */
 	if (w->used < w->len)
 		w->used += (size_t)snprintf(w->names + w->used, w->len - w->used, "%s'%s'",
 					    w->n ? ", " : "", a->name);
@@ -107,11 +116,9 @@ static int weak_one(void *arg, const struct acl_agent *a)
 int acl_weak_agents(struct vault_db *db, int ptrace_scope, char *names, size_t len,
 		    struct vault_err *e)
 {
-	struct weak_ctx w = { names, len, 0, 0 };
+	struct weak_ctx w = { names, len, 0, 0, ptrace_scope };
 
 	names[0] = '\0';
-	if (ptrace_scope >= 1)
-		return 0;
 	if (acl_agent_each(db, weak_one, &w, e) < 0)
 		return -1;
 	return w.n;

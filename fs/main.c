@@ -81,10 +81,11 @@ static void fs_warn_weak(struct fs_state *fs)
 	vault_db_close(db);
 	if (n > 0)
 		fprintf(stderr, "scopeholdfs: warning: %s: the label bindings of %d agent(s) (%s) do not "
-			"hold against other processes of the same uid, which can ptrace them or write their "
-			"memory; set kernel.yama.ptrace_scope=1, or bind them with --require-secure-exec "
-			"(README: threat model)\n", scope < 0 ? "no Yama ptrace_scope" : "Yama ptrace_scope is 0",
-			n, names);
+			"hold against other processes of the same uid, which can ptrace them, write their "
+			"memory or run a bound binary with LD_PRELOAD; set kernel.yama.ptrace_scope=1 and "
+			"bind exe agents with --require-secure-exec (README: threat model)\n",
+			scope < 0 ? "no Yama ptrace_scope" : scope == 0 ? "Yama ptrace_scope is 0" :
+			"exe bindings without --require-secure-exec", n, names);
 }
 
 static void state_close(struct fs_state *fs)
