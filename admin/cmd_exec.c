@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -295,9 +296,9 @@ int ctl_exec(struct ctl *c, int argc, char **argv)
 	return run_cmd(c, "exec", argv, &sp);
 }
 
-/* Ask the launch socket to move this process into agent: 0, or 1 after
- * printing why. */
-static int launch(const char *sock, const char *agent)
+/* One request on the launch socket: 0 moved; 1 after printing why; 3 busy
+ * (this uid has requests open: try again). */
+static int launch_once(const char *sock, const char *agent)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct sh_launch_req req;
@@ -317,6 +318,7 @@ static int launch(const char *sock, const char *agent)
 	if (fd < 0)
 		return ctl_fail("socket: %s", strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv); /* connect too: a full backlog */
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
 		int err = errno;
 		close(fd);
@@ -324,20 +326,37 @@ static int launch(const char *sock, const char *agent)
 				"its launcher? see --socket and [launch] socket)", sock, strerror(err));
 	}
 	ssize_t got = 0, r;
-	if (send(fd, &req, sizeof req, MSG_NOSIGNAL) != (ssize_t)sizeof req) {
-		close(fd);
-		return ctl_fail("launch socket '%s': cannot send the request", sock);
-	}
+	/* a busy daemon answers at once and closes: the reply may be there
+	 * although the request could not be sent */
+	int sent = send(fd, &req, sizeof req, MSG_NOSIGNAL) == (ssize_t)sizeof req;
 	while (got < (ssize_t)sizeof rep && (r = read(fd, (char *)&rep + got, sizeof rep - (size_t)got)) > 0)
 		got += r;
 	close(fd);
 	if (got != (ssize_t)sizeof rep || rep.magic != SH_LAUNCH_MAGIC || rep.version != SH_LAUNCH_VERSION)
-		return ctl_fail("launch socket '%s': no answer from scopeholdfs", sock);
+		return ctl_fail("launch socket '%s': %s", sock, sent ? "no answer from scopeholdfs" :
+				"cannot send the request");
 	rep.msg[sizeof rep.msg - 1] = '\0';
+	if (rep.status == SH_LAUNCH_BUSY)
+		return 3;
 	if (rep.status != SH_LAUNCH_OK)
 		return ctl_fail("launch as agent '%s' %s: %s", agent,
 				rep.status == SH_LAUNCH_REFUSED ? "refused" : "failed", rep.msg);
 	return 0;
+}
+
+/* Ask the launch socket to move this process into agent, retrying for up
+ * to 10 s while the daemon says this uid has too many requests open: 0, or
+ * 1 after printing why. */
+static int launch(const char *sock, const char *agent)
+{
+	for (int i = 0; i < 200; i++) {
+		int rc = launch_once(sock, agent);
+		if (rc != 3)
+			return rc;
+		struct timespec ts = { 0, (20 + randombytes_uniform(60)) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return ctl_fail("launch as agent '%s': the launcher stayed busy with this uid's requests", agent);
 }
 
 int ctl_run(struct ctl *c, int argc, char **argv)

@@ -43,11 +43,13 @@
 #endif
 
 #define LAUNCH_CLIENTS 64          /* connections being read at once */
-#define LAUNCH_DEADLINE_MS 2000    /* a client must send its request by then */
+#define LAUNCH_DEADLINE_MS 1000    /* a client must send its request by then */
+#define LAUNCH_PER_UID 4           /* connections of one uid being read at once */
 #define LAUNCH_REAP_MS 1000        /* how often empty instances are removed */
 
 struct client {
 	int fd;
+	uid_t uid;              /* from SO_PEERCRED at accept */
 	int64_t deadline_ms;
 	size_t got;
 	struct sh_launch_req req;
@@ -176,6 +178,7 @@ static void handle(struct fs_launch *L, struct client *cl)
 	size_t bl = strlen(L->base);
 
 	memset(&l, 0, sizeof l);
+	why[0] = '\0';
 	if (getsockopt(cl->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.pid <= 0) {
 		reply(cl->fd, SH_LAUNCH_FAILED, "cannot read the caller's credentials");
 		return;
@@ -197,6 +200,14 @@ static void handle(struct fs_launch *L, struct client *cl)
 	/* pin the very process that connected */
 	len = sizeof pidfd;
 	if (getsockopt(cl->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
+		/* Only a kernel without SO_PEERPIDFD (< 6.5) may fall back to
+		 * the pid: any other failure means the peer is gone, and its
+		 * pid may already name another process. */
+		if (errno != ENOPROTOOPT) {
+			launch_audit(L, "denied", "caller exited before it could be pinned", name, &cr, NULL);
+			reply(cl->fd, SH_LAUNCH_FAILED, "cannot pin the calling process");
+			return;
+		}
 		pidfd = (int)syscall(SYS_pidfd_open, cr.pid, 0);
 		if (pidfd < 0) {
 			launch_audit(L, "denied", "caller exited before it could be pinned", name, &cr, NULL);
@@ -229,6 +240,22 @@ static void handle(struct fs_launch *L, struct client *cl)
 	if (!L->db && !(L->db = acl_db_open(L->fs->cfg.db, VAULT_DB_NOMIGRATE, &e))) {
 		launch_audit(L, "error", e.msg, name, &cr, &l);
 		reply(cl->fd, SH_LAUNCH_FAILED, "database unavailable");
+		goto out;
+	}
+	/* A process that is already an agent by its labels (a service in
+	 * its unit's cgroup, a bound binary) stays that agent: it may not
+	 * become another one of its uid through the launcher. */
+	struct acl_who who;
+	if (acl_resolve(L->db, L->fs->cfg.proc_root, cr.uid, cr.pid, 0, &who) == 0 && who.agent.labels) {
+		snprintf(why, sizeof why, "caller is agent '%s' by its labels; a labelled agent cannot launch "
+			 "as another", who.agent.name);
+		launch_audit(L, "denied", why, name, &cr, &l);
+		reply(cl->fd, SH_LAUNCH_REFUSED, "this process is already an agent by its labels");
+		goto out;
+	}
+	if (who.result == ACL_WHO_AMBIGUOUS || (who.result == ACL_WHO_NONE && who.refused)) {
+		launch_audit(L, "denied", who.reason, name, &cr, &l);
+		reply(cl->fd, SH_LAUNCH_REFUSED, "this process matches a label binding it cannot be");
 		goto out;
 	}
 	found = acl_agent_get(L->db, name, &a, &e);
@@ -326,6 +353,15 @@ static void reap(struct fs_launch *L)
 	closedir(d);
 }
 
+static int clients_of(const struct fs_launch *L, uid_t uid)
+{
+	int n = 0;
+
+	for (int i = 0; i < LAUNCH_CLIENTS; i++)
+		n += L->c[i].fd >= 0 && L->c[i].uid == uid;
+	return n;
+}
+
 static void drop(struct client *cl)
 {
 	close(cl->fd);
@@ -360,8 +396,17 @@ static void *launch_main(void *arg)
 		t = now_ms();
 		if (slot >= 0 && (p[1].revents & POLLIN)) {
 			int fd = accept4(L->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-			if (fd >= 0)
-				L->c[slot] = (struct client){ .fd = fd, .deadline_ms = t + LAUNCH_DEADLINE_MS };
+			struct ucred cr;
+			socklen_t crl = sizeof cr;
+			if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0 &&
+			    clients_of(L, cr.uid) >= LAUNCH_PER_UID) {
+				/* one uid cannot hold every slot */
+				reply(fd, SH_LAUNCH_BUSY, "too many launch requests of this uid at once");
+				close(fd);
+			} else if (fd >= 0) {
+				L->c[slot] = (struct client){ .fd = fd, .uid = crl == sizeof cr ? cr.uid : (uid_t)-1,
+							      .deadline_ms = t + LAUNCH_DEADLINE_MS };
+			}
 		}
 		for (int i = 0; i < LAUNCH_CLIENTS; i++) {
 			struct client *cl = &L->c[i];

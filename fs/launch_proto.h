@@ -29,6 +29,7 @@ enum sh_launch_status {
 	SH_LAUNCH_OK = 0,       /* msg: the instance cgroup the client is now in */
 	SH_LAUNCH_REFUSED = 1,  /* msg: why, one line */
 	SH_LAUNCH_FAILED = 2,   /* msg: what failed in the daemon */
+	SH_LAUNCH_BUSY = 3,     /* this uid has LAUNCH_PER_UID requests open: try again */
 };
 
 struct sh_launch_rep {

@@ -266,3 +266,31 @@ def test_a_flood_of_bad_clients_adds_few_rows(launcher):
     bad, total = counted()
     assert 0 < len(bad) <= 100, len(bad)
     assert total >= 300, (len(bad), total)
+
+
+def test_a_labelled_agent_cannot_launch_as_another(launcher, cgroups, as_uid):
+    """A service in its unit's root-owned cgroup is agent svc by that label;
+    the launcher would otherwise move it out into agent srv-a of its uid."""
+    L, v = launcher, launcher.vault
+    L.agent("srv-a", "pa", UID_A)
+    v.give("srv-a", "pa", "stripe/a_key")
+    cg = cgroups.make("svc")
+    v.agent("svc", "ps", UID_A, cgroup=cg.name)
+    p = as_uid(UID_A, L.run_argv("srv-a", "cat", L.mount.p("stripe/a_key")), cgroup=cg)
+    assert p.returncode == 1 and "already an agent by its labels" in p.stderr, p.stderr
+    assert L.instances("srv-a") == []
+    assert any("caller is agent 'svc'" in r["reason"] for r in L.rows() if r["result"] == "denied")
+
+
+def test_one_uid_holds_at_most_four_slots(launcher):
+    L = launcher
+    held = [_connect(L.sock) for _ in range(4)]   # silent, each holding a slot
+    try:
+        time.sleep(0.2)                           # accepted by now
+        s = _connect(L.sock)
+        rep = _reply(s)
+        s.close()
+        assert rep and rep[2] == 3 and b"too many" in rep[3], rep   # SH_LAUNCH_BUSY
+    finally:
+        for h in held:
+            h.close()
