@@ -320,6 +320,10 @@ static int secret_put(struct ctl *c, int argc, char **argv)
 		rc = ctl_end(c, rc, &e, "secret.put", path);
 	}
 	sodium_free(val);
+	/* beyond keep_versions the put destroyed the oldest version: its
+	 * ciphertext leaves the WAL too */
+	if (!rc && version > c->cfg.keep_versions)
+		ctl_scrub(c);
 	if (!rc && !c->json)
 		printf("stored %s/%s version %lld (%zd bytes)\n", provider, key, (long long)version, len);
 	else if (!rc)

@@ -107,3 +107,23 @@ def test_rekey_data_key_reencrypts_every_kept_version(build, vault, workdir, mou
     rc, data, err = read_as(UID_A, m.p("dk", "b"))
     assert rc == 0 and data == values["dk/b"], err
     it.rm_tree(leaked)
+
+
+def test_a_pruned_version_leaves_no_ciphertext_behind(vault):
+    """[vault] keep_versions: the put that destroys the oldest version also
+    scrubs it from the database and its -wal."""
+    ini = it.write_ini(os.path.join(vault.dir, "keep2.ini"), {"vault": {"keep_versions": 2}})
+    vault.ctl_ok("provider", "add", "pr")
+    for _ in range(2):
+        vault.values.append(it.new_value().encode())
+        vault.ctl_ok("secret", "put", "pr/k", input=vault.values[-1], extra=("-c", ini))
+    con = reader(vault.db)
+    try:
+        before = ciphertexts(vault.db)
+        oldest = before[min(before)]
+        vault.values.append(it.new_value().encode())
+        vault.ctl_ok("secret", "put", "pr/k", input=vault.values[-1], extra=("-c", ini))
+        assert len(ciphertexts(vault.db)) == 2
+        assert oldest not in on_disk(vault), "the pruned version's ciphertext is still on disk"
+    finally:
+        con.close()
