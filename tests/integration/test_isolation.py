@@ -135,7 +135,12 @@ def test_probe_by_a_caller_that_is_no_agent_is_recorded(vault, mount):
     time.sleep(1.2)  # the coalesced rows are written when their second ends
     rows = [r for r in vault.ctl_json("audit", "list", "--result", "unknown-caller")
             if r["event"] == "lookup" and r["path"] == "stripe" and r["uid"] == UID_C]
-    assert 1 <= len(rows) <= 2 and sum(r["count"] for r in rows) == 50, rows
+    # at most two rows per second the probes touched (the first row, and
+    # one counting the repeats after it); 50 stats straddle a second's end
+    # now and then, so count per second rather than two in all
+    seconds = {r["time_ns"] // 10**9 for r in rows}
+    assert len(seconds) <= 3 and 1 <= len(rows) <= 2 * len(seconds), rows
+    assert sum(r["count"] for r in rows) == 50, rows
 
 
 def test_prune_refuses_times_it_cannot_mean(vault):
