@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fs/fs.h"
 #include "fs/launch_proto.h"
@@ -99,6 +100,15 @@ int fs_conf(struct fuse_args *args, struct fs_opts *o, struct vault_config *cfg)
 		goto toolong;
 	if (o->key_file && snprintf(cfg->key_file, sizeof cfg->key_file, "%s", o->key_file) >= (int)sizeof cfg->key_file)
 		goto toolong;
+	/* Under systemd the credential (LoadCredential[Encrypted]=master.key)
+	 * wins over [vault] key_file; only --key-file wins over it. */
+	const char *cred = getenv("CREDENTIALS_DIRECTORY");
+	if (!o->key_file && cred && *cred) {
+		char path[PATH_MAX];
+		struct stat st;
+		if (snprintf(path, sizeof path, "%s/master.key", cred) < (int)sizeof path && lstat(path, &st) == 0)
+			cfg->key_file[0] = '\0'; /* vault_key_load then reads the credential */
+	}
 	if (o->launch_socket &&
 	    snprintf(cfg->launch_socket, sizeof cfg->launch_socket, "%s", o->launch_socket) >= (int)sizeof cfg->launch_socket)
 		goto toolong;

@@ -584,7 +584,9 @@ class Mount:
         argv = [build.fs, "-f"]
         if config:
             argv += ["-c", config]
-        argv += [f"--db={db or vault.db}", f"--key-file={key or vault.key}"]
+        argv.append(f"--db={db or vault.db}")
+        if key is not False:    # key=False: no --key-file (the config's, or a credential)
+            argv.append(f"--key-file={key or vault.key}")
         # the launch socket is the host's (/run/scopehold/launch.sock) unless
         # a test asks for one of its own
         if not any(str(a).startswith("--launch-socket") for a in args):

@@ -220,6 +220,21 @@ def test_restart_after_kill_9_unmounts_the_dead_mount_and_serves(vault, workdir,
     assert [p for p, _ in it.mounts() if p == mp] == [mp], "the dead mount is gone, not stacked under"
 
 
+def test_the_systemd_credential_wins_over_key_file(vault, workdir, mounts, read_as):
+    """LoadCredential=master.key: the credential is read even though the
+    config file names a key_file (one that does not exist here)."""
+    vault.agent("alpha", "pa", UID_A)
+    value = vault.give("alpha", "pa", "stripe/test_key")
+    cred = it.make_dir(workdir, "cred-", 0o700)
+    shutil.copy2(vault.key, os.path.join(cred, "master.key"))
+    os.chmod(os.path.join(cred, "master.key"), 0o400)
+    ini = it.write_ini(os.path.join(vault.dir, "cred.ini"),
+                       {"vault": {"key_file": os.path.join(workdir, "no-such-master.key")}})
+    m = mounts.start(it.make_dir(workdir, "mnt-", 0o755), config=ini, key=False,
+                     env={"CREDENTIALS_DIRECTORY": cred})
+    assert read_as(UID_A, m.p("stripe/test_key")) == (0, value, "")
+
+
 # ---- signals -------------------------------------------------------------------
 
 def test_sighup_reloads_the_config_and_keeps_serving(vault, mount_factory, read_as):
