@@ -68,6 +68,12 @@ def session_dir():
     # (a short name there: Unix socket paths under it must stay below 108 bytes)
     parent = os.environ.get("SCOPEHOLD_IT_TMP")
     d = it.make_dir(parent, "it-", 0o755) if parent else it.make_dir("/tmp", "scopehold-it-", 0o755)
+    # a daemon with the default [launch] settings would leave these on the
+    # host: the tests give every daemon --launch-socket=none or their own
+    root = it.cgroup2_root()
+    host_paths = ["/run/scopehold", "/run/scopehold/launch.sock"] + \
+        ([os.path.join(root, "scopehold.launch")] if root else [])
+    there = {p for p in host_paths if os.path.lexists(p)}
     yield d
     problems = []
     left = it.scopehold_mounts_under(d)
@@ -85,6 +91,13 @@ def session_dir():
         cgs = [n for n in os.listdir(root) if n.startswith(f"scopehold-test-{os.getpid()}-")]
         if cgs:
             problems.append(f"cgroups left behind: {cgs}")
+    for p in reversed(host_paths):
+        if os.path.lexists(p) and p not in there:
+            problems.append(f"a daemon left {p} on the host (start it with --launch-socket=none)")
+            try:
+                os.unlink(p) if not os.path.isdir(p) else os.rmdir(p)
+            except OSError:
+                pass
     it.rm_tree(d)
     assert not problems, "; ".join(problems)
 

@@ -149,7 +149,8 @@ def test_below_the_reserve_only_rows_of_opens_are_written(world, mount_factory, 
 def test_a_bad_reserve_is_refused_naming_it(world, mount_factory, workdir, build):
     cfg = it.write_ini(os.path.join(world.vault.dir, "bad.ini"), {"audit": {"reserve": "lots"}})
     mp = it.make_dir(workdir, "mnt-", 0o755)
-    p = subprocess.run([build.fs, "-f", "-c", cfg, f"--db={world.vault.db}", f"--key-file={world.vault.key}", mp],
+    p = subprocess.run([build.fs, "-f", "-c", cfg, f"--db={world.vault.db}", f"--key-file={world.vault.key}",
+                        "--launch-socket=none", mp],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     assert p.returncode != 0 and not it.is_mounted(mp)
     lines = p.stderr.strip().splitlines()

@@ -214,7 +214,7 @@ def test_locked_database_fails_after_the_busy_timeout(base):
 def _refuses_to_start(build, vault, workdir, db=None, key=None):
     """Run scopeholdfs -f; it must exit non-zero with one line and no mount."""
     mp = it.make_dir(workdir, "mnt-refused-", 0o755)
-    argv = [build.fs, "-f", f"--db={db or vault.db}", f"--key-file={key or vault.key}", mp]
+    argv = [build.fs, "-f", f"--db={db or vault.db}", f"--key-file={key or vault.key}", "--launch-socket=none", mp]
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env={k: v for k, v in os.environ.items() if k != "SCOPEHOLD_CONFIG"}, cwd="/")
     try:

@@ -93,7 +93,7 @@ def mounts(privileged, build, vault, procs):
 def run_fs(build, vault, *args, prefix=(), timeout=it.MOUNT_TIMEOUT):
     """Run scopeholdfs -f ARGS that must refuse to start: (rc, stderr).
     Should it mount after all, it is unmounted and the test fails."""
-    argv = list(prefix) + [build.fs, "-f", f"--db={vault.db}", f"--key-file={vault.key}"] + list(args)
+    argv = list(prefix) + [build.fs, "-f", f"--db={vault.db}", f"--key-file={vault.key}", "--launch-socket=none"] + list(args)
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env={**it.READER_ENV}, start_new_session=True)
     try:
@@ -365,7 +365,7 @@ def test_daemon_without_f_logs_to_syslog(vault, build, workdir, privileged):
 
     try:
         p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", SYSLOG_DEV, "sh",
-                            build.fs, f"--db={vault.db}", f"--key-file={vault.key}", mp],
+                            build.fs, f"--db={vault.db}", f"--key-file={vault.key}", "--launch-socket=none", mp],
                            env={**it.READER_ENV, "SOCK": sock_path}, stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         assert p.returncode == 0, it._decode(p.stderr)
